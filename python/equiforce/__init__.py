@@ -1,0 +1,6 @@
+"""equiforce: E(3)-equivariant machine-learned potentials for OpenMM.
+
+Inside the model lengths are in Å and energies in eV; at the OpenMM boundary positions and box vectors are in nm
+and energies in kJ/mol (see :mod:`equiforce.units`).
+"""
+__version__ = "0.1.0"
