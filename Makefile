@@ -10,7 +10,7 @@ install: $(STAMP)
 
 $(STAMP): requirements.txt setup.py $(wildcard plugin/*.cpp plugin/*.h plugin/*.cu) CMakeLists.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-build-isolation -e .
 	touch $(STAMP)
