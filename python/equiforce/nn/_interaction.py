@@ -1,0 +1,100 @@
+"""One message-passing block: tensor-product convolution, gated nonlinearity, self-interaction."""
+from typing import List, Tuple
+
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet, Gate
+from torch import Tensor, nn
+
+
+def _silu(x: Tensor) -> Tensor:
+    return torch.nn.functional.silu(x)
+
+
+def _convolution_paths(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
+    """'uvu' tensor-product paths from (features ⊗ spherical harmonics) to irreps present in the target."""
+    mid: List[Tuple[int, o3.Irrep]] = []
+    instructions = []
+    for i, (mul, ir_in) in enumerate(irreps_in):
+        for j, (_, ir_edge) in enumerate(irreps_sh):
+            for ir_out in ir_in * ir_edge:
+                if ir_out in irreps_target:
+                    instructions.append((i, j, len(mid), "uvu", True))
+                    mid.append((mul, ir_out))
+    irreps_mid = o3.Irreps(mid)
+    irreps_sorted, permutation, _ = irreps_mid.sort()
+    instructions = [(i, j, permutation[k], mode, train) for i, j, k, mode, train in instructions]
+    return irreps_sorted, instructions
+
+
+class Interaction(nn.Module):
+    """NequIP-style interaction block.
+
+    x_i' = Gate( Linear( Σ_j TP(Linear(x_j), Y(r̂_ij); R(|r_ij|)) / sqrt(avg_num_neighbors) )
+                 + SelfInteraction(x_i, species_i) )  (+ x_i when the irreps match)
+
+    Irreps are fixed at construction; the output irreps are ``irreps_target`` restricted to what the tensor
+    product can reach.
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        irreps_target: o3.Irreps,
+        num_species: int,
+        num_basis: int,
+        radial_hidden: int,
+        radial_layers: int,
+        avg_num_neighbors: float,
+    ) -> None:
+        super().__init__()
+        irreps_in = o3.Irreps(irreps_in)
+        self.irreps_in = irreps_in
+        self.norm = float(avg_num_neighbors) ** -0.5
+
+        irreps_mid, instructions = _convolution_paths(irreps_in, irreps_sh, irreps_target)
+        reachable = o3.Irreps([(mul, ir) for mul, ir in irreps_target if ir in irreps_mid])
+        scalars = o3.Irreps([(mul, ir) for mul, ir in reachable if ir.l == 0])
+        gated = o3.Irreps([(mul, ir) for mul, ir in reachable if ir.l > 0])
+        gate_ir = "0e" if "0e" in irreps_mid else "0o"
+        gates = o3.Irreps([(mul, gate_ir) for mul, _ in gated])
+        self.gate = Gate(
+            scalars,
+            [_silu if ir.p == 1 else torch.tanh for _, ir in scalars],
+            gates,
+            [torch.sigmoid] * len(gates),
+            gated,
+        )
+        self.irreps_out = self.gate.irreps_out
+
+        self.linear_up = o3.Linear(irreps_in, irreps_in)
+        self.tensor_product = o3.TensorProduct(
+            irreps_in, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
+        )
+        self.radial = FullyConnectedNet(
+            [num_basis] + [radial_hidden] * radial_layers + [self.tensor_product.weight_numel], _silu
+        )
+        self.linear_down = o3.Linear(irreps_mid.simplify(), self.gate.irreps_in)
+        self.self_interaction = o3.FullyConnectedTensorProduct(
+            irreps_in, o3.Irreps(f"{num_species}x0e"), self.gate.irreps_in
+        )
+        self.residual = irreps_in == self.irreps_out
+
+    def forward(
+        self, features: Tensor, species_onehot: Tensor, edge_index: Tensor, edge_sh: Tensor, edge_radial: Tensor
+    ) -> Tensor:
+        """features [N, irreps_in.dim], species_onehot [N, S], edge_index [2, E] (centre, neighbour),
+        edge_sh [E, irreps_sh.dim], edge_radial [E, num_basis] -> [N, irreps_out.dim]."""
+        centre, neighbour = edge_index[0], edge_index[1]
+        self_part = self.self_interaction(features, species_onehot)
+        h = self.linear_up(features)
+        weights = self.radial(edge_radial)  # [E, weight_numel]
+        messages = self.tensor_product(h.index_select(0, neighbour), edge_sh, weights)  # [E, mid.dim]
+        summed = torch.zeros(
+            (features.shape[0], messages.shape[1]), dtype=messages.dtype, device=messages.device
+        ).index_add(0, centre, messages)
+        out = self.gate(self.linear_down(summed * self.norm) + self_part)
+        if self.residual:
+            out = out + features
+        return out

@@ -1,0 +1,113 @@
+"""The equivariant potential: species embedding -> interaction blocks -> per-atom energies -> total energy."""
+from typing import Optional
+
+import torch
+from e3nn import o3
+from torch import Tensor, nn
+
+from ..neighbors import edge_vectors, neighbor_list
+from ._config import ModelConfig
+from ._interaction import Interaction
+from ._radial import RadialEmbedding
+
+
+def hidden_irreps(config: ModelConfig) -> o3.Irreps:
+    """Irreps of the hidden features implied by ``lmax``, ``parity`` and ``hidden_parity``."""
+    c = config.num_features
+    terms = []
+    for l in range(config.lmax + 1):
+        if not config.parity:
+            terms.append((c, (l, 1)))
+        elif config.hidden_parity == "both":
+            terms += [(c, (l, 1)), (c, (l, -1))]
+        else:
+            terms.append((c, (l, (-1) ** l)))
+    return o3.Irreps(terms).sort().irreps.simplify()
+
+
+def spherical_harmonics_irreps(config: ModelConfig) -> o3.Irreps:
+    """Y_0..Y_lmax; polar (p = (-1)^l) with parity, all even (rotations only) without."""
+    return o3.Irreps([(1, (l, (-1) ** l if config.parity else 1)) for l in range(config.lmax + 1)])
+
+
+class EquivariantPotential(nn.Module):
+    """E(3)-equivariant message-passing potential (NequIP class) built from e3nn.
+
+    Units: positions and cell in Å, energies in eV, forces (by autograd) in eV/Å.
+    Species are indices into ``config.elements`` (not atomic numbers).
+
+    The energy is a sum of atomic energies E_i = scale[s_i] · ε_i + shift[s_i], so it is invariant under
+    permutations, translations, rotations and (with ``parity=True``) reflections, and forces are exactly -∇E.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.cutoff = float(config.cutoff)
+        num_species = len(config.elements)
+        self.num_species = num_species
+        irreps_sh = spherical_harmonics_irreps(config)
+        irreps_hidden = hidden_irreps(config)
+        self.irreps_hidden = irreps_hidden
+
+        self.embedding = o3.Linear(o3.Irreps(f"{num_species}x0e"), o3.Irreps(f"{config.num_features}x0e"))
+        self.spherical_harmonics = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
+        self.radial = RadialEmbedding(config.cutoff, config.num_basis, config.envelope_exponent)
+        layers = []
+        irreps = o3.Irreps(f"{config.num_features}x0e")
+        for _ in range(config.num_layers):
+            layer = Interaction(
+                irreps,
+                irreps_sh,
+                irreps_hidden,
+                num_species,
+                config.num_basis,
+                config.radial_hidden,
+                config.radial_layers,
+                config.avg_num_neighbors,
+            )
+            layers.append(layer)
+            irreps = layer.irreps_out
+        self.layers = nn.ModuleList(layers)
+        self.readout = o3.Linear(irreps, o3.Irreps("1x0e"))
+        self.register_buffer("energy_shift", torch.tensor(config.atomic_energy_shifts))  # [S] eV
+        self.register_buffer("energy_scale", torch.tensor(config.atomic_energy_scales))  # [S] eV
+        self.register_buffer("atomic_numbers", torch.tensor(config.atomic_numbers, dtype=torch.long))  # [S]
+
+    def atomic_energies(self, positions: Tensor, species: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:
+        """positions [N, 3] Å (only its size and dtype are used), species [N] long, edge_index [2, E],
+        vectors [E, 3] Å from centre to neighbour -> [N] atomic energies in eV."""
+        species_onehot = torch.nn.functional.one_hot(species, self.num_species).to(positions.dtype)  # [N, S]
+        lengths = torch.linalg.norm(vectors, dim=1)  # [E]
+        edge_sh = self.spherical_harmonics(vectors)  # [E, sh.dim]
+        edge_radial = self.radial(lengths)  # [E, num_basis]
+        features = self.embedding(species_onehot)  # [N, C]
+        for layer in self.layers:
+            features = layer(features, species_onehot, edge_index, edge_sh, edge_radial)
+        raw = self.readout(features).squeeze(-1)  # [N]
+        return raw * self.energy_scale.index_select(0, species) + self.energy_shift.index_select(0, species)
+
+    @torch.jit.export
+    def batch_energy(
+        self,
+        positions: Tensor,
+        species: Tensor,
+        edge_index: Tensor,
+        edge_offsets: Tensor,
+        batch: Tensor,
+        num_graphs: int,
+    ) -> Tensor:
+        """Energies of a batch of structures with precomputed neighbours.
+
+        positions [N, 3] Å, species [N], edge_index [2, E], edge_offsets [E, 3] Å (shifts · cell, treated as
+        constant), batch [N] structure index of each atom -> [num_graphs] energies in eV.
+        """
+        vectors = positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + edge_offsets
+        atomic = self.atomic_energies(positions, species, edge_index, vectors)
+        return torch.zeros(num_graphs, dtype=atomic.dtype, device=atomic.device).index_add(0, batch, atomic)
+
+    def forward(self, positions: Tensor, species: Tensor, cell: Optional[Tensor] = None) -> Tensor:
+        """Energy (eV, 0-dim) of one structure: positions [N, 3] Å, species [N], cell [3, 3] Å rows or None."""
+        edge_index, shifts = neighbor_list(positions, self.cutoff, cell)
+        vectors = edge_vectors(positions, edge_index, shifts, cell)
+        return self.atomic_energies(positions, species, edge_index, vectors).sum()
