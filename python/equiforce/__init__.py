@@ -4,3 +4,8 @@ Inside the model lengths are in Å and energies in eV; at the OpenMM boundary po
 and energies in kJ/mol (see :mod:`equiforce.units`).
 """
 __version__ = "0.1.0"
+
+from .nn import EquivariantPotential, ModelConfig  # noqa: E402
+from .export import ModelFileError, export_model, load_model, read_metadata  # noqa: E402
+
+__all__ = ["ModelConfig", "EquivariantPotential", "export_model", "load_model", "read_metadata", "ModelFileError"]

@@ -1,0 +1,52 @@
+"""Export a trained potential to one self-describing TorchScript file, and load it back."""
+import json
+import os
+from typing import Any, Dict, Tuple
+
+import torch
+from e3nn.util.jit import script
+
+from ..nn import EquivariantPotential
+from ._metadata import DTYPES, METADATA_FILE, ModelFileError, build_metadata, read_metadata
+
+
+def export_model(model: EquivariantPotential, path: str, dtype: str = "float32") -> Dict[str, Any]:
+    """Compile ``model`` with TorchScript and write it, with its metadata, to ``path``.
+
+    The file's ``forward(positions [N,3] Å, species [N], cell [3,3] Å or None) -> energy (eV)`` and
+    ``batch_energy`` methods need no equiforce Python code to run. Returns the metadata written.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    deployed = EquivariantPotential(model.config)  # a fresh copy: e3nn modules do not deepcopy
+    deployed.load_state_dict(model.state_dict())
+    deployed = deployed.to(DTYPES[dtype]).eval()
+    for parameter in deployed.parameters():
+        parameter.requires_grad_(False)
+    compiled = script(deployed)
+    metadata = build_metadata(model.config, dtype)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = path + ".partial"
+    torch.jit.save(compiled, temporary, _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
+    os.replace(temporary, path)
+    return metadata
+
+
+def load_model(path: str, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, Dict[str, Any]]:
+    """Load an exported file: returns (TorchScript module in eval mode, metadata dict).
+
+    The metadata is checked before the model is deserialised, and the module is checked against it.
+    """
+    metadata = read_metadata(path)
+    module = torch.jit.load(path, map_location=device).eval()
+    expected = DTYPES[metadata["dtype"]]
+    actual = module.energy_scale.dtype
+    if actual != expected:
+        raise ModelFileError(f"{path}: metadata says {metadata['dtype']} but the weights are {actual}")
+    if abs(float(module.cutoff) - float(metadata["cutoff"])) > 1e-12:
+        raise ModelFileError(f"{path}: metadata cutoff {metadata['cutoff']} Å, model cutoff {module.cutoff} Å")
+    numbers = module.atomic_numbers.tolist()
+    if numbers != list(metadata["atomic_numbers"]):
+        raise ModelFileError(f"{path}: metadata elements {metadata['elements']} disagree with the model {numbers}")
+    return module, metadata

@@ -1,0 +1,76 @@
+"""Metadata carried inside an exported model file, and the checks made when loading it."""
+import datetime
+import json
+import zipfile
+from typing import Any, Dict
+
+import e3nn
+import torch
+
+from .. import __version__
+from ..nn import ModelConfig
+from ..units import MODEL_UNITS
+
+#: Layout of exported files. Bump it when a file written by this version cannot be read by older code.
+FORMAT_VERSION = 1
+#: Name of the JSON extra file inside the TorchScript archive.
+METADATA_FILE = "equiforce_metadata.json"
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class ModelFileError(ValueError):
+    """An exported model file is missing, malformed or incompatible with this equiforce."""
+
+
+def build_metadata(config: ModelConfig, dtype: str) -> Dict[str, Any]:
+    """Everything a reader needs to use a file without the Python objects that made it."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "equiforce_version": __version__,
+        "torch_version": torch.__version__,
+        "e3nn_version": e3nn.__version__,
+        "elements": list(config.elements),
+        "atomic_numbers": config.atomic_numbers,
+        "cutoff": config.cutoff,
+        "units": dict(MODEL_UNITS),
+        "dtype": dtype,
+        "config": config.to_dict(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def read_metadata(path: str) -> Dict[str, Any]:
+    """Read and check the metadata of an exported file without deserialising the model."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith("/extra/" + METADATA_FILE)]
+            if not names:
+                raise ModelFileError(
+                    f"{path} is a TorchScript archive without {METADATA_FILE}: it was not written by "
+                    "equiforce.export_model"
+                )
+            metadata = json.loads(archive.read(names[0]).decode("utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(f"model file {path} does not exist") from None
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"{path} is not a TorchScript model file (not a zip archive)") from None
+    check_metadata(metadata, path)
+    return metadata
+
+
+def check_metadata(metadata: Dict[str, Any], path: str) -> None:
+    """Raise :class:`ModelFileError` naming what does not match this equiforce."""
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written by equiforce {metadata.get('equiforce_version', '?')} in model format "
+            f"{version}; this is equiforce {__version__}, which reads format {FORMAT_VERSION}. "
+            "Re-export the model from its checkpoint with this version (`equiforce export`)."
+        )
+    missing = [k for k in ("elements", "cutoff", "dtype", "units", "config") if k not in metadata]
+    if missing:
+        raise ModelFileError(f"{path}: metadata lacks {missing}")
+    if metadata["dtype"] not in DTYPES:
+        raise ModelFileError(f"{path}: unknown dtype {metadata['dtype']!r}, expected one of {sorted(DTYPES)}")
+    if metadata["units"] != MODEL_UNITS:
+        raise ModelFileError(f"{path}: model units {metadata['units']} differ from equiforce's {MODEL_UNITS}")

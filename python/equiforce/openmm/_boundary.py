@@ -1,0 +1,37 @@
+"""The TorchScript module OpenMM calls: nm and kJ/mol outside, Å and eV inside."""
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
+
+
+class OpenMMEnergy(nn.Module):
+    """Wraps an exported potential for ``openmmtorch.TorchForce``.
+
+    forward(positions [n_particles, 3] nm, box [3, 3] nm rows or None) -> energy in kJ/mol (0-dim).
+    Only the atoms in ``atoms`` (all when None) are passed to the model, with their species indices.
+    """
+
+    def __init__(self, model: torch.jit.ScriptModule, species: Tensor, atoms: Optional[Tensor], periodic: bool):
+        super().__init__()
+        self.model = model
+        self.register_buffer("species", species.to(torch.long))  # [n_ml]
+        self.use_subset = atoms is not None
+        subset = atoms if atoms is not None else torch.zeros(0, dtype=torch.long)
+        self.register_buffer("atoms", subset.to(torch.long))  # [n_ml] or [0]
+        self.periodic = periodic
+        self.length_scale = float(ANGSTROM_PER_NM)
+        self.energy_scale = float(KJ_PER_MOL_PER_EV)
+
+    def forward(self, positions: Tensor, box: Optional[Tensor] = None) -> Tensor:
+        dtype = self.model.energy_scale.dtype
+        if self.use_subset:
+            positions = positions.index_select(0, self.atoms)
+        positions_angstrom = positions.to(dtype) * self.length_scale  # [n_ml, 3] Å
+        cell: Optional[Tensor] = None
+        if self.periodic and box is not None:
+            cell = box.to(dtype) * self.length_scale  # [3, 3] Å
+        energy = self.model(positions_angstrom, self.species, cell)  # eV
+        return energy * self.energy_scale
