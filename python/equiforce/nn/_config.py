@@ -49,7 +49,7 @@ class ModelConfig:
 
     elements: List[str]
     cutoff: float = 5.0
-    lmax: int = 2
+    lmax: int = 1
     parity: bool = True
     hidden_parity: str = "natural"
     num_features: int = 32

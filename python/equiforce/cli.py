@@ -1,0 +1,116 @@
+"""Command-line interface: ``equiforce {init,export,info,demo}``."""
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import save_checkpoint
+    from .nn import EquivariantPotential, ModelConfig
+
+    torch.manual_seed(args.seed)
+    config = ModelConfig(
+        elements=args.elements,
+        cutoff=args.cutoff,
+        lmax=args.lmax,
+        parity=not args.no_parity,
+        num_features=args.features,
+        num_layers=args.layers,
+    )
+    model = EquivariantPotential(config)
+    save_checkpoint(model, args.output)
+    print(f"wrote untrained checkpoint {args.output} ({sum(p.numel() for p in model.parameters())} parameters)")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoint import model_from_checkpoint
+    from .export import export_model
+
+    model = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema)
+    metadata = export_model(model, args.output, dtype=args.dtype)
+    print(f"wrote {args.output}: elements {metadata['elements']}, cutoff {metadata['cutoff']} Å, {args.dtype}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .export import read_metadata
+
+    print(json.dumps(read_metadata(args.model), indent=2))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        model=args.model,
+        molecules=args.molecules,
+        temperature=args.temperature,
+        timestep_fs=args.timestep,
+        nvt_steps=args.nvt_steps,
+        nve_steps=args.nve_steps,
+        platform=args.platform,
+        precision=args.precision,
+    )
+    result = run_demo(settings)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=1)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="equiforce", description="E(3)-equivariant ML potentials for OpenMM")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    init = sub.add_parser("init", help="write an untrained model checkpoint")
+    init.add_argument("-o", "--output", required=True, help="checkpoint path to write")
+    init.add_argument("--elements", nargs="+", required=True, help="chemical symbols, e.g. H O")
+    init.add_argument("--cutoff", type=float, default=5.0, help="cutoff radius in Å")
+    init.add_argument("--lmax", type=int, default=1)
+    init.add_argument("--features", type=int, default=32)
+    init.add_argument("--layers", type=int, default=3)
+    init.add_argument("--no-parity", action="store_true", help="SO(3) features only (no reflections)")
+    init.add_argument("--seed", type=int, default=0)
+    init.set_defaults(run=_cmd_init)
+
+    export = sub.add_parser("export", help="export a checkpoint to one TorchScript file")
+    export.add_argument("checkpoint")
+    export.add_argument("-o", "--output", required=True, help="TorchScript file to write")
+    export.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    export.add_argument("--no-ema", action="store_true", help="export the raw weights, not the EMA weights")
+    export.set_defaults(run=_cmd_export)
+
+    info = sub.add_parser("info", help="print the metadata of an exported model")
+    info.add_argument("model")
+    info.set_defaults(run=_cmd_info)
+
+    demo = sub.add_parser("demo", help="NVT then NVE of a periodic water box, with timings and drift")
+    demo.add_argument("--model", default=None, help="exported model (default: the shipped water model)")
+    demo.add_argument("--molecules", type=int, default=32)
+    demo.add_argument("--temperature", type=float, default=300.0, help="K")
+    demo.add_argument("--timestep", type=float, default=0.5, help="fs")
+    demo.add_argument("--nvt-steps", type=int, default=300)
+    demo.add_argument("--nve-steps", type=int, default=1000)
+    demo.add_argument("--platform", default="CPU")
+    demo.add_argument("--precision", choices=["float32", "float64"], default=None)
+    demo.add_argument("--json", default=None, help="also write the results to this JSON file")
+    demo.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"equiforce {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

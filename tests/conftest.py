@@ -1,0 +1,59 @@
+"""Shared fixtures and helpers: small models, random O(3) matrices, water boxes, exported files."""
+import numpy as np
+import pytest
+import torch
+from e3nn import o3
+
+from openmm import unit
+
+import equiforce
+from equiforce.systems import water_box
+from equiforce.units import ANGSTROM_PER_NM
+
+DTYPES = [torch.float32, torch.float64]
+#: Relative tolerances for comparing energies/forces computed two mathematically equal ways.
+TOLERANCE = {torch.float32: 2e-4, torch.float64: 1e-10}
+
+
+def small_config(**overrides) -> equiforce.ModelConfig:
+    settings = dict(elements=["H", "O"], cutoff=4.0, lmax=2, num_features=8, num_layers=2, radial_hidden=16)
+    settings.update(overrides)
+    return equiforce.ModelConfig(**settings)
+
+
+def make_model(dtype=torch.float64, seed=0, **overrides) -> equiforce.EquivariantPotential:
+    torch.manual_seed(seed)
+    return equiforce.EquivariantPotential(small_config(**overrides)).to(dtype)
+
+
+def random_o3(generator: torch.Generator, improper: bool, dtype=torch.float64) -> torch.Tensor:
+    """A random rotation, times -1 (a reflection through the origin composed with it) when ``improper``."""
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    matrix = o3.rand_matrix(dtype=dtype)
+    return -matrix if improper else matrix
+
+
+def energy_and_forces(model, positions, species, cell=None):
+    """Energy (eV) and forces (eV/Å) of one structure, forces by autograd."""
+    positions = positions.detach().clone().requires_grad_(True)
+    energy = model(positions, species, cell)
+    (gradient,) = torch.autograd.grad(energy, positions)
+    return energy.detach(), -gradient
+
+
+def water_tensors(n_molecules=8, seed=0, dtype=torch.float64):
+    """(positions [N,3] Å, species [N] with H=0, O=1, cell [3,3] Å) of a liquid water box."""
+    topology, positions_nm = water_box(n_molecules, 1.0, seed=seed)
+    species = torch.tensor([1 if a.element.symbol == "O" else 0 for a in topology.atoms()])
+    box = np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
+    scale = ANGSTROM_PER_NM
+    return (torch.tensor(positions_nm * scale, dtype=dtype), species, torch.tensor(box * scale, dtype=dtype))
+
+
+@pytest.fixture(scope="session")
+def exported_model(tmp_path_factory):
+    """A small H/O model exported in float64, with the eager model it came from."""
+    model = make_model(torch.float64, seed=3)
+    path = str(tmp_path_factory.mktemp("models") / "small-f64.pt")
+    equiforce.export_model(model, path, dtype="float64")
+    return path, model
