@@ -1,0 +1,51 @@
+"""ASE calculator for exported equiforce models (Å, eV, eV/Å — ASE's own units)."""
+from typing import List, Optional
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from .export import load_model
+
+
+class EquiforceCalculator(Calculator):
+    """Energy and forces of an exported model for ASE ``Atoms`` (periodic or not).
+
+    Parameters
+    ----------
+    model_file : a file written by :func:`equiforce.export_model`.
+    device : torch device to run on ("cpu", "cuda").
+    """
+
+    implemented_properties: List[str] = ["energy", "free_energy", "forces"]
+
+    def __init__(self, model_file: str, device: str = "cpu", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.module, self.metadata = load_model(model_file, device=device)
+        self.device = torch.device(device)
+        self.dtype = self.module.energy_scale.dtype
+        self._index = {symbol: k for k, symbol in enumerate(self.metadata["elements"])}
+
+    def _species(self, atoms) -> torch.Tensor:
+        symbols = atoms.get_chemical_symbols()
+        for i, symbol in enumerate(symbols):
+            if symbol not in self._index:
+                raise ValueError(
+                    f"atom {i} is element {symbol}; the model knows only {self.metadata['elements']}"
+                )
+        return torch.tensor([self._index[s] for s in symbols], dtype=torch.long, device=self.device)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        pbc = self.atoms.pbc
+        if pbc.any() and not pbc.all():
+            raise ValueError(f"mixed periodicity {pbc.tolist()} is not supported: use all or none")
+        positions = torch.tensor(self.atoms.positions, dtype=self.dtype, device=self.device, requires_grad=True)
+        cell: Optional[torch.Tensor] = None
+        if pbc.all():
+            cell = torch.tensor(np.asarray(self.atoms.cell), dtype=self.dtype, device=self.device)
+        energy = self.module(positions, self._species(self.atoms), cell)  # eV
+        (gradient,) = torch.autograd.grad(energy, positions)
+        self.results["energy"] = float(energy)
+        self.results["free_energy"] = float(energy)
+        self.results["forces"] = (-gradient).detach().cpu().numpy().astype(np.float64)  # [N, 3] eV/Å
