@@ -112,3 +112,20 @@ def test_cli_init_export_and_info(tmp_path, capsys):
     assert '"cutoff": 4.0' in capsys.readouterr().out
     assert cli_main(["export", str(tmp_path / "missing.ckpt"), "-o", exported]) == 2
     assert "missing.ckpt" in capsys.readouterr().err
+
+
+def test_float64_weights_survive_export_and_checkpoints_exactly(tmp_path):
+    model = make_model(torch.float64, seed=5)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1e-9 * torch.randn_like(parameter))  # not representable in float32
+    path = str(tmp_path / "m.pt")
+    equiforce.export_model(model, path, dtype="float64")
+    loaded, _ = load_model(path)
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    checkpoint = str(tmp_path / "m.ckpt")
+    save_checkpoint(model, checkpoint)
+    restored = model_from_checkpoint(checkpoint)
+    for name, value in model.state_dict().items():
+        assert torch.equal(restored.state_dict()[name], value), name

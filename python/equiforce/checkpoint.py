@@ -35,7 +35,8 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
 def model_from_checkpoint(path: str, use_ema: bool = True) -> EquivariantPotential:
     """Rebuild the model stored in a checkpoint (the EMA weights when present and ``use_ema``)."""
     payload = load_checkpoint(path)
-    model = EquivariantPotential(ModelConfig.from_dict(payload["config"]))
     state = payload.get("ema_state") if use_ema and payload.get("ema_state") is not None else payload["model_state"]
+    # build in the stored precision before loading, so float64 weights are not rounded through float32
+    model = EquivariantPotential(ModelConfig.from_dict(payload["config"])).to(state["energy_scale"].dtype)
     model.load_state_dict(state)
     return model

@@ -18,9 +18,10 @@ def export_model(model: EquivariantPotential, path: str, dtype: str = "float32")
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    deployed = EquivariantPotential(model.config)  # a fresh copy: e3nn modules do not deepcopy
+    # A fresh copy (e3nn modules do not deepcopy), converted before loading so float64 weights stay exact.
+    deployed = EquivariantPotential(model.config).to(DTYPES[dtype])
     deployed.load_state_dict(model.state_dict())
-    deployed = deployed.to(DTYPES[dtype]).eval()
+    deployed = deployed.eval()
     for parameter in deployed.parameters():
         parameter.requires_grad_(False)
     compiled = script(deployed)
