@@ -1,4 +1,4 @@
-"""Command-line interface: ``equiforce {init,export,info,demo}``."""
+"""Command-line interface: ``equiforce {init,export,info,demo,train}``."""
 import argparse
 import json
 import sys
@@ -63,6 +63,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    config = TrainConfig.from_yaml(args.config)
+    if args.device is not None:
+        config.device = args.device
+    if args.no_progress:
+        config.progress = False
+    resume = True if args.resume else (False if args.restart else None)
+    metrics = train(config, resume=resume)
+    summary = {split: {k: metrics[split][k] for k in ("energy_mae", "energy_rmse", "force_mae", "force_rmse")}
+               for split in ("validation", "test") if metrics[split] is not None}
+    print(f"best epoch {metrics['best_epoch']} of {metrics['epochs']}; meV/atom and meV/Å: {json.dumps(summary)}")
+    print(f"wrote {config.output_dir}/metrics.json" + (f" and {config.export}" if config.export else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equiforce", description="E(3)-equivariant ML potentials for OpenMM")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--precision", choices=["float32", "float64"], default=None)
     demo.add_argument("--json", default=None, help="also write the results to this JSON file")
     demo.set_defaults(run=_cmd_demo)
+    train = sub.add_parser("train", help="train a potential from a YAML config (see equiforce.train.TrainConfig)")
+    train.add_argument("config", help="YAML file whose keys are TrainConfig fields")
+    resume = train.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="resume from OUTPUT_DIR/last.ckpt (the default "
+                        "when it exists); fail if it does not exist")
+    resume.add_argument("--restart", action="store_true", help="start afresh even if OUTPUT_DIR/last.ckpt exists")
+    train.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, cuda:N)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    train.set_defaults(run=_cmd_train)
     return parser
 
 

@@ -1,0 +1,106 @@
+"""Read labelled structures from extended XYZ or any other format ASE reads."""
+import os
+from typing import Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ._structure import DataError, Structure
+
+
+def _label(atoms, key: str, per_atom: bool):
+    """Value of ``key`` from the attached calculator's results, else ``atoms.arrays`` / ``atoms.info``."""
+    calc = getattr(atoms, "calc", None)
+    results = getattr(calc, "results", None) or {}
+    if key in results:
+        return results[key]
+    store = atoms.arrays if per_atom else atoms.info
+    return store.get(key)
+
+
+def structure_from_atoms(atoms, source: str, energy_key: str = "energy", forces_key: str = "forces") -> Structure:
+    """Convert one ``ase.Atoms`` to a :class:`Structure` (Å, eV, eV/Å).
+
+    A frame must be periodic in all three directions or in none; partial periodicity is refused.
+    """
+    pbc = np.asarray(atoms.get_pbc(), dtype=bool)  # [3]
+    if pbc.all():
+        cell = np.asarray(atoms.get_cell().array, dtype=np.float64)  # [3, 3] Å
+        if abs(np.linalg.det(cell)) < 1e-12:
+            raise DataError(f"{source}: periodic frame with a degenerate cell {cell.tolist()}")
+    elif not pbc.any():
+        cell = None
+    else:
+        raise DataError(f"{source}: pbc={pbc.tolist()}; only fully periodic or fully open frames are supported")
+    energy = _label(atoms, energy_key, per_atom=False)
+    forces = _label(atoms, forces_key, per_atom=True)
+    return Structure(
+        symbols=atoms.get_chemical_symbols(),
+        positions=np.asarray(atoms.get_positions(), dtype=np.float64),
+        cell=cell,
+        energy=None if energy is None else float(np.asarray(energy).reshape(())),
+        forces=None if forces is None else np.asarray(forces, dtype=np.float64),
+        source=source,
+    )
+
+
+def read_structures(
+    paths: Union[str, Sequence[str]],
+    max_frames: Optional[int] = None,
+    require_energy: bool = True,
+    require_forces: bool = True,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+) -> List[Structure]:
+    """Read every frame of one or more files (extxyz or anything ``ase.io.read`` understands).
+
+    Parameters
+    ----------
+    paths
+        A path or a list of paths; frames are concatenated in the order given.
+    max_frames
+        Keep only the first ``max_frames`` frames of the concatenation (``None``: all).
+    require_energy, require_forces
+        Raise :class:`DataError` naming the file and frame when a frame lacks an energy (eV) / forces (eV/Å).
+    energy_key, forces_key
+        Names of the labels: looked up in the calculator results, then in ``atoms.info`` / ``atoms.arrays``.
+
+    Returns
+    -------
+    list of :class:`Structure`, each with ``source = "path:index"``.
+    """
+    import ase.io
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    structures: List[Structure] = []
+    for path in paths:
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise DataError(f"data file {path} does not exist")
+        if max_frames is not None and len(structures) >= max_frames:
+            break
+        index = ":" if max_frames is None else f":{max_frames - len(structures)}"
+        try:
+            frames = ase.io.read(path, index=index)
+        except Exception as error:  # ASE raises many kinds; name the file
+            raise DataError(f"cannot read {path}: {type(error).__name__}: {error}") from error
+        for k, atoms in enumerate(frames):
+            structure = structure_from_atoms(atoms, f"{path}:{k}", energy_key, forces_key)
+            if require_energy and structure.energy is None:
+                raise DataError(f"{structure.source}: frame has no energy (key {energy_key!r})")
+            if require_forces and structure.forces is None:
+                raise DataError(f"{structure.source}: frame has no forces (key {forces_key!r})")
+            structures.append(structure)
+    if not structures:
+        raise DataError(f"no frames in {list(paths)}")
+    return structures
+
+
+def chemical_symbols(structures: Iterable[Structure]) -> List[str]:
+    """Distinct chemical symbols in ``structures``, ordered by atomic number."""
+    from ase.data import atomic_numbers
+
+    present = set()
+    for structure in structures:
+        present.update(structure.symbols)
+    return sorted(present, key=lambda symbol: atomic_numbers[symbol])

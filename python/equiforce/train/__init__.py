@@ -1,0 +1,27 @@
+"""Training of equivariant potentials: ``TrainConfig`` (Python or YAML) and ``train`` / ``Trainer``.
+
+Example::
+
+    from equiforce.train import TrainConfig, train
+    metrics = train(TrainConfig(data="water.extxyz", model={"num_features": 32}, output_dir="runs/water"))
+
+or, from a shell, ``equiforce train config.yaml`` with the fields of :class:`TrainConfig` as YAML keys.
+Metrics are in meV/atom (energies) and meV/Å (forces).
+"""
+from ._config import RESUMABLE_KEYS, TrainConfig
+from ._ema import ExponentialMovingAverage
+from ._metrics import MEV_PER_EV, ErrorMetrics, predict, weighted_loss
+from ._trainer import Trainer, resolve_device, train
+
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "train",
+    "RESUMABLE_KEYS",
+    "ExponentialMovingAverage",
+    "ErrorMetrics",
+    "predict",
+    "weighted_loss",
+    "resolve_device",
+    "MEV_PER_EV",
+]

@@ -1,0 +1,378 @@
+"""The training loop: data set up once, AdamW + schedule + EMA, early stopping, exact resume, final metrics."""
+import dataclasses
+import hashlib
+import math
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..data import (
+    GraphDataset,
+    average_num_neighbors,
+    chemical_symbols,
+    fit_energy_shifts,
+    force_rms,
+    iterate_batches,
+    num_batches,
+    read_structures,
+    split_indices,
+)
+from ..nn import EquivariantPotential, ModelConfig
+from ..units import MODEL_UNITS
+from ._config import RESUMABLE_KEYS, TrainConfig
+from ._ema import ExponentialMovingAverage
+from ._history import write_history, write_json
+from ._metrics import ErrorMetrics, predict, weighted_loss
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+LAST, BEST, METRICS = "last.ckpt", "best.ckpt", "metrics.json"
+#: Units of the numbers in history.* and metrics.json.
+METRIC_UNITS = {"energy": "meV/atom", "forces": "meV/angstrom", "loss": "eV^2 (weighted (eV/atom)^2 + (eV/angstrom)^2)"}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; a CUDA device that is not there is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
+    return torch.device(name)
+
+
+def data_fingerprint(structures) -> str:
+    """SHA-256 of the frames' sources, symbols, energies and coordinates (detects changed data on resume)."""
+    digest = hashlib.sha256()
+    for structure in structures:
+        digest.update(f"{structure.source}|{','.join(structure.symbols)}|{structure.energy!r}|".encode())
+        digest.update(structure.positions.numpy().tobytes())
+    return digest.hexdigest()
+
+
+class Trainer:
+    """Train an :class:`~equiforce.nn.EquivariantPotential` on labelled frames.
+
+    Parameters
+    ----------
+    config
+        The settings (see :class:`TrainConfig`).
+    resume
+        ``None``: resume when ``output_dir/last.ckpt`` exists; ``True``: resume and fail if it does not;
+        ``False``: start afresh (files in ``output_dir`` are overwritten).
+
+    Notes
+    -----
+    Construction reads the data, splits it, computes the neighbour lists (once per frame) and the statistics that
+    initialise the model (training split only), builds the model, optimiser, schedule and weight average, and on
+    resume restores all of their states plus the random-number generators, so that resumed training repeats an
+    uninterrupted run exactly (bitwise on CPU).
+    """
+
+    def __init__(self, config: TrainConfig, resume: Optional[bool] = None) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.dtype = DTYPES[config.dtype]
+        self.output_dir = config.output_dir
+        checkpoint = self._checkpoint_to_resume(resume)
+
+        structures = read_structures(
+            config.data, config.max_frames, energy_key=config.energy_key, forces_key=config.forces_key
+        )
+        splits = split_indices(len(structures), config.split, config.seed)
+        self.split = dict(zip(("train", "validation", "test"), splits))  # frame indices
+        self.data_fingerprint = data_fingerprint(structures)
+        if checkpoint is not None:
+            self._check_compatible(checkpoint)
+            model_config = ModelConfig.from_dict(checkpoint["config"])
+            dataset = GraphDataset(structures, model_config.elements, model_config.cutoff)
+            self.statistics = checkpoint["statistics"]
+        else:
+            model_config, dataset = self._model_config_from_data(structures)
+        self.model_config = model_config
+        self.sources = dataset.sources
+        dataset.to(self.device, self.dtype)
+        self.graphs = {name: dataset.subset(indices) for name, indices in self.split.items()}
+
+        torch.manual_seed(config.seed)
+        self.model = EquivariantPotential(model_config).to(device=self.device, dtype=self.dtype)
+        with torch.no_grad():  # the model builds these buffers in float32; set them at full precision
+            self.model.energy_shift.copy_(torch.tensor(model_config.atomic_energy_shifts, dtype=torch.float64))
+            self.model.energy_scale.copy_(torch.tensor(model_config.atomic_energy_scales, dtype=torch.float64))
+        averaged = EquivariantPotential(model_config).to(device=self.device, dtype=self.dtype)
+        self.ema = ExponentialMovingAverage(self.model, averaged, config.ema_decay)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        if config.schedule == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
+            )
+        else:
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=max(1, config.max_epochs), eta_min=config.min_lr
+            )
+        self.shuffle_generator = torch.Generator().manual_seed(config.seed)
+        self.epoch = 0
+        self.best_metric = math.inf
+        self.best_epoch = 0
+        self.epochs_without_improvement = 0
+        self.history: List[Dict[str, Any]] = []
+        if checkpoint is not None:
+            self._restore(checkpoint)
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def _path(self, name: str) -> str:
+        return os.path.join(self.output_dir, name)
+
+    def _checkpoint_to_resume(self, resume: Optional[bool]) -> Optional[Dict[str, Any]]:
+        last = self._path(LAST)
+        if resume is False:
+            return None
+        if not os.path.exists(last):
+            if resume:
+                raise FileNotFoundError(f"cannot resume: {last} does not exist")
+            return None
+        return load_checkpoint(last)
+
+    def _check_compatible(self, checkpoint: Dict[str, Any]) -> None:
+        """Refuse to resume with different settings (other than :data:`RESUMABLE_KEYS`) or different data."""
+        stored, current = checkpoint["train_config"], self.config.to_dict()
+        changed = sorted(k for k in current if k not in RESUMABLE_KEYS and stored.get(k) != current[k])
+        if changed:
+            raise ValueError(
+                f"cannot resume {self._path(LAST)}: settings {changed} differ from the checkpoint's "
+                f"({', '.join(f'{k}={stored.get(k)!r}' for k in changed)}); use another output_dir or restart"
+            )
+        if checkpoint["data_fingerprint"] != self.data_fingerprint or checkpoint["split"] != self.split:
+            sizes = {k: len(v) for k, v in checkpoint["split"].items()}
+            raise ValueError(
+                f"cannot resume {self._path(LAST)}: the data changed (split sizes then {sizes}, now "
+                f"{ {k: len(v) for k, v in self.split.items()} }); set max_frames or restart"
+            )
+
+    def _model_config_from_data(self, structures) -> "tuple[ModelConfig, GraphDataset]":
+        """ModelConfig from ``config.model``, with elements and normalisation taken from the training split."""
+        settings = dict(self.config.model)
+        settings.setdefault("elements", chemical_symbols(structures))
+        base = ModelConfig(**settings)
+        dataset = GraphDataset(structures, base.elements, base.cutoff)
+        train = dataset.subset(self.split["train"])
+        shifts = fit_energy_shifts(train, len(base.elements))  # [S] eV
+        scale = force_rms(train)  # eV/Å
+        neighbours = average_num_neighbors(train)
+        self.statistics = {
+            "energy_shifts_eV": dict(zip(base.elements, shifts)),
+            "force_rms_eV_per_angstrom": scale,
+            "avg_num_neighbors": neighbours,
+        }
+        derived: Dict[str, Any] = {}
+        if "atomic_energy_shifts" not in self.config.model:
+            derived["atomic_energy_shifts"] = shifts
+        if "atomic_energy_scales" not in self.config.model:
+            derived["atomic_energy_scales"] = [scale if scale > 0 else 1.0] * len(base.elements)
+        if "avg_num_neighbors" not in self.config.model:
+            derived["avg_num_neighbors"] = neighbours if neighbours > 0 else 1.0
+        return dataclasses.replace(base, **derived), dataset
+
+    # ----------------------------------------------------------------------------------------------- state
+    def _state(self) -> Dict[str, Any]:
+        rng = {"torch": torch.get_rng_state(), "shuffle": self.shuffle_generator.get_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "ema_state": self.ema.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "rng_state": rng,
+            "history": self.history,
+            "train_config": self.config.to_dict(),
+            "split": self.split,
+            "data_fingerprint": self.data_fingerprint,
+            "statistics": self.statistics,
+        }
+
+    def save(self, path: str) -> None:
+        """Write a checkpoint with everything needed to resume exactly (atomic; ``weights_only``-loadable)."""
+        save_checkpoint(self.model, path, self._state())
+
+    def _restore(self, checkpoint: Dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["model_state"])
+        self.ema.load_state_dict(checkpoint["ema"], checkpoint["ema_state"])
+        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        self.scheduler.load_state_dict(checkpoint["scheduler_state"])
+        self.epoch = int(checkpoint["epoch"])
+        self.best_metric = float(checkpoint["best_metric"])
+        self.best_epoch = int(checkpoint["best_epoch"])
+        self.epochs_without_improvement = int(checkpoint["epochs_without_improvement"])
+        self.history = list(checkpoint["history"])
+        rng = checkpoint["rng_state"]
+        torch.set_rng_state(rng["torch"])
+        self.shuffle_generator.set_state(rng["shuffle"])
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    # ----------------------------------------------------------------------------------------------- loop
+    @property
+    def finished(self) -> bool:
+        """True after ``max_epochs`` epochs or when early stopping has triggered."""
+        patience = self.config.patience
+        return self.epoch >= self.config.max_epochs or (
+            patience is not None and self.epochs_without_improvement >= patience
+        )
+
+    def _metrics(self) -> ErrorMetrics:
+        return ErrorMetrics(self.model_config.elements, self.config.energy_weight, self.config.force_weight)
+
+    def train_one_epoch(self) -> Dict[str, Any]:
+        """One pass over the shuffled training split; returns the running training metrics of the epoch."""
+        from tqdm.auto import tqdm
+
+        config = self.config
+        self.model.train()
+        metrics = self._metrics()
+        graphs = self.graphs["train"]
+        bar = tqdm(
+            total=num_batches(len(graphs), config.batch_size),
+            desc=f"epoch {self.epoch + 1}/{config.max_epochs}",
+            disable=not config.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        with bar:
+            for batch in iterate_batches(graphs, config.batch_size, shuffle=True, generator=self.shuffle_generator):
+                self.optimizer.zero_grad(set_to_none=True)
+                energy, forces = predict(self.model, batch, create_graph=True)  # [B] eV, [N, 3] eV/Å
+                loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+                loss.backward()
+                if config.clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad_norm)
+                self.optimizer.step()
+                self.ema.update(self.model)
+                metrics.update(energy, forces, batch)
+                if config.progress:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.running().items()}, refresh=False)
+                bar.update(1)
+        result = metrics.compute(per_element=False)
+        if not math.isfinite(result["loss"]):
+            raise FloatingPointError(
+                f"training loss is {result['loss']} in epoch {self.epoch + 1}; lower lr or check the data"
+            )
+        return result
+
+    def evaluate(self, model: torch.nn.Module, graphs) -> Optional[Dict[str, Any]]:
+        """Errors of ``model`` on ``graphs`` (``None`` for no graphs): see :meth:`ErrorMetrics.compute`."""
+        if not graphs:
+            return None
+        model.eval()
+        metrics = self._metrics()
+        for batch in iterate_batches(graphs, self.config.batch_size):
+            energy, forces = predict(model, batch, create_graph=False)
+            metrics.update(energy, forces, batch)
+        return metrics.compute()
+
+    def run_epoch(self) -> Dict[str, Any]:
+        """Train one epoch, validate the averaged weights, step the schedule, save checkpoints and the log."""
+        config = self.config
+        start = time.perf_counter()
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        train = self.train_one_epoch()
+        validation = self.evaluate(self.ema.model, self.graphs["validation"])
+        monitor = validation["loss"] if validation is not None else train["loss"]
+        if config.schedule == "plateau":
+            self.scheduler.step(monitor)
+        else:
+            self.scheduler.step()
+        self.epoch += 1
+        improved = monitor < self.best_metric
+        if improved:
+            self.best_metric, self.best_epoch, self.epochs_without_improvement = monitor, self.epoch, 0
+        else:
+            self.epochs_without_improvement += 1
+        row = {
+            "epoch": self.epoch,
+            "lr": lr,
+            "train_loss": train["loss"],
+            "train_energy_mae": train["energy_mae"],
+            "train_force_mae": train["force_mae"],
+        }
+        for key in ("loss", "energy_mae", "energy_rmse", "force_mae", "force_rmse"):
+            row[f"val_{key}"] = validation[key] if validation is not None else None
+        row.update({"best": improved, "seconds": time.perf_counter() - start})
+        self.history.append(row)
+        if improved:
+            self.save(self._path(BEST))
+        self.save(self._path(LAST))
+        write_history(self.output_dir, self.history)
+        if config.progress:
+            from tqdm.auto import tqdm
+
+            shown = validation if validation is not None else train
+            tqdm.write(
+                f"epoch {self.epoch}/{config.max_epochs}  lr {lr:.2e}  train loss {train['loss']:.4g}  "
+                f"{'val' if validation is not None else 'train'} loss {monitor:.4g}  "
+                f"E MAE {shown['energy_mae']:.3g} meV/atom  F MAE {shown['force_mae']:.3g} meV/Å"
+                f"{'  *' if improved else ''}"
+            )
+        return row
+
+    def fit(self, stop_after: Optional[int] = None) -> Optional[Dict[str, Any]]:
+        """Train until :attr:`finished`, then :meth:`finish`; returns the final metrics.
+
+        ``stop_after``: return ``None`` after that many epochs of this call if training is not finished by then
+        (what an interruption would do; continue with a new ``Trainer`` and ``resume``).
+        """
+        done = 0
+        while not self.finished:
+            if stop_after is not None and done >= stop_after:
+                return None
+            self.run_epoch()
+            done += 1
+        return self.finish()
+
+    def load_best(self) -> EquivariantPotential:
+        """Load the averaged weights of ``best.ckpt`` into the averaged model and return it.
+
+        Used at the end of training (reusing the averaged model avoids building another one); the in-memory
+        average no longer follows the training afterwards, so resume from ``last.ckpt`` to train further.
+        """
+        payload = load_checkpoint(self._path(BEST))
+        self.ema.model.load_state_dict(payload["ema_state"])
+        return self.ema.model
+
+    def finish(self) -> Dict[str, Any]:
+        """Evaluate the best averaged weights on the validation and test splits, write ``metrics.json``, export."""
+        from ..export import export_model
+
+        if self.best_epoch == 0:  # no epoch was trained (max_epochs 0): the initial weights are the best
+            self.save(self._path(BEST))
+        model = self.load_best()
+        results: Dict[str, Any] = {
+            "units": METRIC_UNITS,
+            "model_units": MODEL_UNITS,
+            "epochs": self.epoch,
+            "best_epoch": self.best_epoch,
+            "best_validation_loss": self.best_metric,
+            "stopped_early": self.epoch < self.config.max_epochs,
+            "num_frames": {name: len(indices) for name, indices in self.split.items()},
+            "statistics": self.statistics,
+            "validation": self.evaluate(model, self.graphs["validation"]),
+            "test": self.evaluate(model, self.graphs["test"]),
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "export": None,
+        }
+        if self.config.export:
+            export_model(model, self.config.export, dtype=self.config.export_dtype)
+            results["export"] = {"path": self.config.export, "dtype": self.config.export_dtype}
+        write_json(self._path(METRICS), results)
+        return results
+
+
+def train(config: TrainConfig, resume: Optional[bool] = None) -> Dict[str, Any]:
+    """Run (or resume, see :class:`Trainer`) a training and return the final metrics (also in ``metrics.json``)."""
+    return Trainer(config, resume).fit()

@@ -1,0 +1,220 @@
+"""Training data: reading frames, graphs with cached neighbour lists, the split, statistics and batching."""
+import ase
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from equiforce.data import (
+    DataError,
+    GraphDataset,
+    average_num_neighbors,
+    collate,
+    fit_energy_shifts,
+    force_rms,
+    iterate_batches,
+    read_structures,
+    split_indices,
+)
+from equiforce.neighbors import edge_vectors, neighbor_list
+from conftest import energy_and_forces, make_model
+
+#: Per-element reference energies (eV) of the analytic test potential.
+ATOM_ENERGIES = {"H": -13.6, "O": -432.0}
+PAIR_CUTOFF = 3.0  # Å
+
+
+def pair_potential(symbols, positions, cell):
+    """Energy (eV) and forces (eV/Å) of a smooth Morse-like pair potential plus per-element energies."""
+    positions = torch.tensor(np.asarray(positions), dtype=torch.float64, requires_grad=True)  # [N, 3]
+    cell = None if cell is None else torch.tensor(np.asarray(cell), dtype=torch.float64)
+    edge_index, shifts = neighbor_list(positions, PAIR_CUTOFF, cell)
+    r = torch.linalg.norm(edge_vectors(positions, edge_index, shifts, cell), dim=1)  # [E] Å
+    depth = torch.where(edge_index[0] == edge_index[1], 0.3, 0.5)  # [E] eV
+    phi = depth * (torch.exp(-2 * (r - 1.2)) - 2 * torch.exp(-(r - 1.2))) * (1 - (r / PAIR_CUTOFF) ** 2) ** 2
+    energy = 0.5 * phi.sum() + sum(ATOM_ENERGIES[s] for s in symbols)
+    (gradient,) = torch.autograd.grad(energy, positions)
+    return float(energy.detach()), (-gradient).numpy()
+
+
+def random_frames(n_frames, seed=0, min_atoms=3, max_atoms=10, box=5.0):
+    """Labelled H/O frames of 3-10 atoms: even ones periodic in a cubic ``box`` (Å), odd ones open clusters."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n_frames):
+        periodic = k % 2 == 0
+        n = int(rng.integers(min_atoms, max_atoms + 1))
+        while True:
+            positions = rng.uniform(0.0, box if periodic else 3.5, (n, 3))
+            distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1) + 10 * np.eye(n)
+            if distances.min() > 0.9:
+                break
+        symbols = ["O"] + list(rng.choice(["H", "O"], n - 1))
+        cell = box * np.eye(3) if periodic else None
+        energy, forces = pair_potential(symbols, positions, cell)
+        atoms = ase.Atoms(symbols, positions, cell=cell, pbc=periodic)
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        frames.append(atoms)
+    return frames
+
+
+def write_frames(path, frames):
+    ase.io.write(str(path), frames, format="extxyz")
+    return str(path)
+
+
+# ------------------------------------------------------------------------------------------------- reading
+def test_extxyz_round_trip_keeps_periodic_and_open_frames_with_their_labels(tmp_path):
+    frames = random_frames(6, seed=1)
+    path = write_frames(tmp_path / "mixed.extxyz", frames)
+    structures = read_structures(path)
+    assert len(structures) == 6
+    for k, (atoms, structure) in enumerate(zip(frames, structures)):
+        assert structure.source == f"{path}:{k}"
+        assert structure.symbols == atoms.get_chemical_symbols()
+        assert structure.periodic == bool(atoms.pbc.all())
+        if structure.periodic:
+            np.testing.assert_allclose(structure.cell.numpy(), atoms.cell.array, atol=1e-12)
+        else:
+            assert structure.cell is None
+        np.testing.assert_allclose(structure.positions.numpy(), atoms.positions, atol=1e-7)
+        assert structure.energy == pytest.approx(atoms.get_potential_energy(), abs=1e-7)
+        np.testing.assert_allclose(structure.forces.numpy(), atoms.get_forces(), atol=1e-7)
+
+
+def test_several_files_are_concatenated_and_max_frames_keeps_a_prefix(tmp_path):
+    first = write_frames(tmp_path / "a.extxyz", random_frames(3, seed=2))
+    second = write_frames(tmp_path / "b.extxyz", random_frames(2, seed=3))
+    sources = [s.source for s in read_structures([first, second])]
+    assert sources == [f"{first}:0", f"{first}:1", f"{first}:2", f"{second}:0", f"{second}:1"]
+    assert [s.source for s in read_structures([first, second], max_frames=4)] == sources[:4]
+
+
+def test_a_frame_without_energy_or_forces_is_named_in_the_error(tmp_path):
+    frames = random_frames(3, seed=4)
+    frames[2].calc = SinglePointCalculator(frames[2], forces=frames[2].get_forces())
+    path = write_frames(tmp_path / "no-energy.extxyz", frames)
+    with pytest.raises(DataError, match=rf"{path}:2.*no energy"):
+        read_structures(path)
+    frames = random_frames(3, seed=4)
+    frames[1].calc = SinglePointCalculator(frames[1], energy=frames[1].get_potential_energy())
+    path = write_frames(tmp_path / "no-forces.extxyz", frames)
+    with pytest.raises(DataError, match=rf"{path}:1.*no forces"):
+        read_structures(path)
+    assert read_structures(path, require_forces=False)[1].forces is None
+
+
+def test_unknown_element_and_partial_periodicity_are_refused_naming_the_frame(tmp_path):
+    frames = random_frames(3, seed=5)
+    frames[1][0].symbol = "C"
+    path = write_frames(tmp_path / "carbon.extxyz", frames)
+    with pytest.raises(DataError, match=rf"{path}:1.*\['C'\].*\['H', 'O'\]"):
+        GraphDataset(read_structures(path), ["H", "O"], cutoff=3.0)
+    slab = random_frames(1, seed=6)[0]
+    slab.pbc = [True, True, False]
+    path = write_frames(tmp_path / "slab.extxyz", [slab])
+    with pytest.raises(DataError, match=rf"{path}:0.*pbc"):
+        read_structures(path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        read_structures(str(tmp_path / "nothing.extxyz"))
+
+
+# ------------------------------------------------------------------------------------------------- graphs
+def test_graphs_carry_the_neighbour_list_of_equiforce_neighbors(tmp_path):
+    structures = read_structures(write_frames(tmp_path / "d.extxyz", random_frames(4, seed=7)))
+    dataset = GraphDataset(structures, ["H", "O"], cutoff=2.5)
+    for structure, graph in zip(structures, dataset.graphs):
+        edge_index, shifts = neighbor_list(structure.positions, 2.5, structure.cell)
+        assert torch.equal(graph.edge_index, edge_index)
+        expected = edge_vectors(structure.positions, edge_index, shifts, structure.cell)  # [E, 3] Å
+        vectors = graph.positions[graph.edge_index[1]] - graph.positions[graph.edge_index[0]] + graph.edge_offsets
+        torch.testing.assert_close(vectors, expected, rtol=0, atol=1e-12)
+        assert graph.species.tolist() == [["H", "O"].index(s) for s in structure.symbols]
+
+
+# ------------------------------------------------------------------------------------------------- split
+def test_split_is_reproducible_disjoint_and_covers_every_frame():
+    train, val, test = split_indices(100, (0.8, 0.1, 0.1), seed=3)
+    assert (len(train), len(val), len(test)) == (80, 10, 10)
+    assert sorted(train + val + test) == list(range(100))
+    assert split_indices(100, (0.8, 0.1, 0.1), seed=3) == (train, val, test)
+    assert split_indices(100, (0.8, 0.1, 0.1), seed=4) != (train, val, test)
+    train, val, test = split_indices(100, (0.5, 0.1, 0.0), seed=0)
+    assert (len(train), len(val), len(test)) == (50, 10, 0) and not set(train) & set(val)
+
+
+def test_bad_split_fractions_are_refused():
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        split_indices(10, (0.8, 0.2, 0.2))
+    with pytest.raises(ValueError, match="no training frame"):
+        split_indices(2, (0.0, 0.5, 0.5))
+
+
+# ------------------------------------------------------------------------------------------------- statistics
+def test_least_squares_shifts_recover_known_per_element_energies():
+    rng = np.random.default_rng(8)
+    frames = []
+    for _ in range(12):
+        n_h, n_o = int(rng.integers(0, 6)), int(rng.integers(1, 6))
+        symbols = ["H"] * n_h + ["O"] * n_o
+        atoms = ase.Atoms(symbols, positions=2.0 * np.arange(3 * len(symbols)).reshape(-1, 3))
+        energy = n_h * ATOM_ENERGIES["H"] + n_o * ATOM_ENERGIES["O"] + rng.normal(0.0, 1e-3)
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.zeros((len(symbols), 3)))
+        frames.append(atoms)
+    from equiforce.data import structure_from_atoms
+
+    dataset = GraphDataset([structure_from_atoms(a, f"frame{k}") for k, a in enumerate(frames)], ["H", "O"], 1.0)
+    shift_h, shift_o = fit_energy_shifts(dataset.graphs, 2)
+    assert shift_h == pytest.approx(ATOM_ENERGIES["H"], abs=2e-3)
+    assert shift_o == pytest.approx(ATOM_ENERGIES["O"], abs=2e-3)
+
+
+def test_force_scale_is_the_rms_force_component_and_neighbours_are_edges_per_atom(tmp_path):
+    structures = read_structures(write_frames(tmp_path / "s.extxyz", random_frames(5, seed=9)))
+    dataset = GraphDataset(structures, ["H", "O"], cutoff=3.0)
+    forces = torch.cat([s.forces for s in structures])  # [N, 3] eV/Å
+    assert force_rms(dataset.graphs) == pytest.approx(float(forces.pow(2).mean().sqrt()), rel=1e-12)
+    edges = sum(neighbor_list(s.positions, 3.0, s.cell)[0].shape[1] for s in structures)
+    assert average_num_neighbors(dataset.graphs) == pytest.approx(edges / len(forces), rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------- batching
+def test_batch_energy_of_a_batch_equals_per_frame_energies_and_forces(tmp_path):
+    frames = random_frames(4, seed=10)
+    triclinic = ase.Atoms("OHHO", positions=[[0.1, 0.2, 0.3], [1.0, 0.1, 0.2], [0.3, 1.1, 0.9], [2.0, 2.1, 1.5]],
+                          cell=[[3.0, 0.0, 0.0], [0.8, 2.9, 0.0], [0.5, 0.4, 3.1]], pbc=True)  # widths < 2·cutoff
+    triclinic.calc = SinglePointCalculator(triclinic, energy=0.0, forces=np.zeros((4, 3)))
+    structures = read_structures(write_frames(tmp_path / "b.extxyz", frames + [triclinic]))
+    model = make_model(torch.float64, seed=1, cutoff=2.5, lmax=1, num_features=4, num_layers=2)
+    dataset = GraphDataset(structures, ["H", "O"], cutoff=model.config.cutoff)
+    batch = collate(dataset.graphs)
+    assert batch.num_graphs == 5
+    assert batch.batch.tolist() == sum(([k] * s.num_atoms for k, s in enumerate(structures)), [])
+    positions = batch.positions.clone().requires_grad_(True)
+    energies = model.batch_energy(positions, batch.species, batch.edge_index, batch.edge_offsets, batch.batch, 5)
+    (gradient,) = torch.autograd.grad(energies.sum(), positions)
+    start = 0
+    for k, structure in enumerate(structures):
+        species = dataset.graphs[k].species
+        energy, forces = energy_and_forces(model, structure.positions, species, structure.cell)
+        torch.testing.assert_close(energies[k].detach(), energy, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(-gradient[start : start + structure.num_atoms], forces, rtol=1e-10, atol=1e-10)
+        start += structure.num_atoms
+
+
+def test_shuffled_batches_are_reproducible_for_a_generator_seed_and_cover_every_frame(tmp_path):
+    structures = read_structures(write_frames(tmp_path / "s.extxyz", random_frames(7, seed=11)))
+    graphs = GraphDataset(structures, ["H", "O"], cutoff=3.0).graphs
+
+    def energies(seed):
+        batches = iterate_batches(graphs, 3, shuffle=True, generator=torch.Generator().manual_seed(seed))
+        return [b.energy.tolist() for b in batches]
+
+    first = energies(0)
+    assert [len(b) for b in first] == [3, 3, 1]
+    assert first == energies(0) and first != energies(1)
+    assert sorted(sum(first, [])) == sorted(float(g.energy) for g in graphs)
