@@ -6,6 +6,7 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 
 from .export import load_model
+from .export._metadata import DTYPES
 
 
 class EquiforceCalculator(Calculator):
@@ -15,13 +16,18 @@ class EquiforceCalculator(Calculator):
     ----------
     model_file : a file written by :func:`equiforce.export_model`.
     device : torch device to run on ("cpu", "cuda").
+    precision : "float32" or "float64" to run in that precision; None keeps the file's.
     """
 
     implemented_properties: List[str] = ["energy", "free_energy", "forces"]
 
-    def __init__(self, model_file: str, device: str = "cpu", **kwargs) -> None:
+    def __init__(self, model_file: str, device: str = "cpu", precision: Optional[str] = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.module, self.metadata = load_model(model_file, device=device)
+        if precision is not None:
+            if precision not in DTYPES:
+                raise ValueError(f"precision must be one of {sorted(DTYPES)} or None, got {precision!r}")
+            self.module = self.module.to(DTYPES[precision])
         self.device = torch.device(device)
         self.dtype = self.module.energy_scale.dtype
         self._index = {symbol: k for k, symbol in enumerate(self.metadata["elements"])}

@@ -1,0 +1,213 @@
+"""Speed benchmark: ms/step and ns/day of equiforce and the ways a user could run the same weights instead.
+
+Every method runs in this one process on the same water box and the same weights, so the ratios compare
+like with like. Records: {"system", "n_atoms", "method", "platform", "dtype", "ms_per_step", "ns_per_day", ...}.
+"""
+import json
+import os
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+import openmm
+from openmm import unit
+
+from ..export import load_model
+from ..export._metadata import DTYPES
+from ..nn import EquivariantPotential, ModelConfig
+from ..openmm import create_force, species_for_atoms
+from ..systems import classical_water_system, water_box
+from ..units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
+from ._machine import describe_machine
+from ._timing import ns_per_day, time_steps
+
+TIMESTEP_FS = 0.5
+METHODS = ["bare-eager", "bare-torchscript", "torchforce", "pythonforce", "ase", "classical"]
+
+
+class WaterCase:
+    """One periodic water box: topology, positions (nm), species and box (Å) for the model."""
+
+    def __init__(self, n_molecules: int, metadata: dict, seed: int = 0) -> None:
+        self.topology, self.positions_nm = water_box(n_molecules, 1.0, seed=seed)
+        self.n_atoms = self.topology.getNumAtoms()
+        self.name = f"water-{n_molecules}"
+        self.species = species_for_atoms(list(self.topology.atoms()), metadata["elements"], "benchmark model")
+        self.box_nm = np.array(self.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
+
+    def masses_system(self) -> openmm.System:
+        system = openmm.System()
+        for atom in self.topology.atoms():
+            system.addParticle(atom.element.mass)
+        system.setDefaultPeriodicBoxVectors(*self.topology.getPeriodicBoxVectors())
+        return system
+
+
+def _bare_step(module, case: WaterCase, dtype: torch.dtype) -> Callable[[int], None]:
+    """Forward + backward of the model alone (no integration): the floor for any MD engine."""
+    positions = torch.tensor(case.positions_nm * ANGSTROM_PER_NM, dtype=dtype)
+    cell = torch.tensor(case.box_nm * ANGSTROM_PER_NM, dtype=dtype)
+
+    def step(n: int) -> None:
+        for _ in range(n):
+            x = positions.clone().requires_grad_(True)
+            energy = module(x, case.species, cell)
+            torch.autograd.grad(energy, x)
+
+    return step
+
+
+def _context_step(system: openmm.System, case: WaterCase, platform: str) -> Callable[[int], None]:
+    integrator = openmm.VerletIntegrator(TIMESTEP_FS * unit.femtoseconds)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
+    context.setPositions(case.positions_nm * unit.nanometer)
+    context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+
+    def step(n: int) -> None:
+        integrator.step(n)
+        step.context = context  # the context lives as long as the step function
+
+    return step
+
+
+def _pythonforce_system(eager: EquivariantPotential, case: WaterCase, dtype: torch.dtype) -> openmm.System:
+    """The same weights through ``openmm.PythonForce``, as openmm-ml 1.8 runs its eager models."""
+
+    def compute(state):
+        positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer) * ANGSTROM_PER_NM
+        box = np.array(state.getPeriodicBoxVectors().value_in_unit(unit.nanometer)) * ANGSTROM_PER_NM
+        x = torch.tensor(positions, dtype=dtype, requires_grad=True)
+        energy = eager(x, case.species, torch.tensor(box, dtype=dtype))
+        (gradient,) = torch.autograd.grad(energy, x)
+        forces = -gradient.numpy() * KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM
+        return float(energy) * KJ_PER_MOL_PER_EV, forces
+
+    system = case.masses_system()
+    force = openmm.PythonForce(compute)
+    force.setUsesPeriodicBoundaryConditions(True)
+    system.addForce(force)
+    return system
+
+
+def _ase_step(model_file: str, case: WaterCase, precision: str) -> Callable[[int], None]:
+    from ase import Atoms
+    from ase import units as ase_units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    from ..calculator import EquiforceCalculator
+
+    atoms = Atoms(
+        [a.element.symbol for a in case.topology.atoms()],
+        positions=case.positions_nm * ANGSTROM_PER_NM,
+        cell=case.box_nm * ANGSTROM_PER_NM,
+        pbc=True,
+    )
+    atoms.calc = EquiforceCalculator(model_file, precision=precision)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(1))
+    dynamics = VelocityVerlet(atoms, timestep=TIMESTEP_FS * ase_units.fs)
+    return lambda n: dynamics.run(n)
+
+
+def eager_copy(module: torch.jit.ScriptModule, metadata: dict) -> EquivariantPotential:
+    """The eager model with the weights of an exported file."""
+    model = EquivariantPotential(ModelConfig.from_dict(metadata["config"]))
+    model.load_state_dict(module.state_dict())
+    return model.to(DTYPES[metadata["dtype"]]).eval()
+
+
+def benchmark_model(path: str) -> str:
+    """The shipped water model, or an untrained exported model of the same size."""
+    from ..demo import SHIPPED_MODEL, untrained_demo_model
+
+    if os.path.exists(SHIPPED_MODEL):
+        return SHIPPED_MODEL
+    return untrained_demo_model(path)
+
+
+def run_speed(
+    molecules: List[int],
+    model_file: Optional[str] = None,
+    methods: Optional[List[str]] = None,
+    dtypes: Optional[List[str]] = None,
+    platform: str = "CPU",
+    warmup_steps: int = 5,
+    block_steps: int = 5,
+    blocks: int = 5,
+    out: Optional[str] = None,
+    progress: bool = True,
+) -> Dict:
+    """Time every method on each water box; writes JSON to ``out`` as results come in (if given)."""
+    from tqdm import tqdm
+
+    model_file = model_file or benchmark_model(os.path.join("runs", "bench", "untrained-water.pt"))
+    methods = methods or METHODS
+    dtypes = dtypes or ["float32", "float64"]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; known: {METHODS}")
+    module, metadata = load_model(model_file)
+    result = {"machine": describe_machine(), "model": model_file, "model_config": metadata["config"],
+              "timestep_fs": TIMESTEP_FS, "timing": {"warmup_steps": warmup_steps, "block_steps": block_steps,
+                                                    "blocks": blocks}, "records": []}
+    jobs = [(n, m, d) for n in molecules for m in methods for d in (dtypes if m != "classical" else ["mixed"])]
+    bar = tqdm(jobs, desc="speed", disable=not progress)
+    for n_molecules, method, dtype_name in bar:
+        case = WaterCase(n_molecules, metadata)
+        bar.set_postfix_str(f"{case.name} {method} {dtype_name}")
+        step = _make_step(method, dtype_name, module, metadata, model_file, case, platform)
+        timing = time_steps(step, warmup_steps, block_steps, blocks)
+        result["records"].append({
+            "system": case.name, "n_atoms": case.n_atoms, "method": method,
+            "platform": "python" if method.startswith("bare") or method == "ase" else platform,
+            "dtype": dtype_name, **timing, "ns_per_day": ns_per_day(timing["ms_per_step"], TIMESTEP_FS),
+        })
+        if out:
+            write_json(result, out)
+    return result
+
+
+def _make_step(method, dtype_name, module, metadata, model_file, case, platform):
+    dtype = DTYPES.get(dtype_name, torch.float64)
+    if method == "bare-eager":
+        return _bare_step(eager_copy(module, metadata).to(dtype), case, dtype)
+    if method == "bare-torchscript":
+        return _bare_step(module.to(dtype), case, dtype)
+    if method == "torchforce":
+        system = case.masses_system()
+        system.addForce(create_force(model_file, case.topology, precision=dtype_name))
+        return _context_step(system, case, platform)
+    if method == "pythonforce":
+        return _context_step(_pythonforce_system(eager_copy(module, metadata).to(dtype), case, dtype), case, platform)
+    if method == "ase":
+        return _ase_step(model_file, case, dtype_name)
+    if method == "classical":
+        edge = case.box_nm[0, 0]
+        system = classical_water_system(case.topology, cutoff_nm=min(0.9, 0.45 * edge))
+        return _context_step(system, case, platform)
+    raise ValueError(method)
+
+
+def write_json(result: Dict, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = path + ".tmp"
+    with open(temporary, "w") as handle:
+        json.dump(result, handle, indent=1)
+    os.replace(temporary, path)
+
+
+def speed_table(result: Dict) -> str:
+    """Markdown table: ms/step, ns/day and the ratio to ``torchforce`` in the same dtype (float32 for others)."""
+    records = result["records"]
+    reference = {}
+    for r in records:
+        if r["method"] == "torchforce":
+            reference[(r["system"], r["dtype"])] = r["ms_per_step"]
+    lines = ["| system | atoms | method | dtype | ms/step | ns/day | × torchforce time |",
+             "|---|---|---|---|---|---|---|"]
+    for r in records:
+        base = reference.get((r["system"], r["dtype"])) or reference.get((r["system"], "float32"))
+        ratio = f"{r['ms_per_step'] / base:.2f}" if base else "–"
+        lines.append(f"| {r['system']} | {r['n_atoms']} | {r['method']} | {r['dtype']} | "
+                     f"{r['ms_per_step']:.2f} | {r['ns_per_day']:.3f} | {ratio} |")
+    return "\n".join(lines)
