@@ -1,4 +1,4 @@
-"""Command-line interface: ``equiforce {init,export,info,demo,train}``."""
+"""Command-line interface: ``equiforce {init,export,info,demo,train,bench}``."""
 import argparse
 import json
 import sys
@@ -80,6 +80,39 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
+    from . import bench
+
+    results = "benchmarks/results"
+    if args.what == "speed":
+        out = args.out or os.path.join(results, "speed_quick.json" if args.quick else "speed.json")
+        if args.quick:
+            result = bench.run_speed([32], model_file=args.model, warmup_steps=2, block_steps=2, blocks=3, out=out)
+        else:
+            result = bench.run_speed(args.molecules or [32, 128, 512, 2048], model_file=args.model, out=out)
+        table = bench.speed_table(result)
+        with open(os.path.splitext(out)[0] + ".md", "w") as handle:
+            handle.write(table + "\n")
+        bench.plot_speed(result, os.path.splitext(out)[0] + ".png")
+    else:
+        out = args.out or os.path.join(results, "nve_quick.json" if args.quick else "nve.json")
+        if args.quick:
+            result = bench.run_nve([32], [0.5], duration_ps=0.1, equilibration_ps=0.02, model_file=args.model,
+                                   out=out)
+        else:
+            result = bench.run_nve(args.molecules or [32, 128], [0.25, 0.5, 1.0], duration_ps=20.0,
+                                   model_file=args.model, out=out)
+        table = bench.nve_table(result)
+        with open(os.path.splitext(out)[0] + ".md", "w") as handle:
+            handle.write(table + "\n")
+        bench.plot_nve(result, os.path.splitext(out)[0] + ".png")
+    print(table)
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equiforce", description="E(3)-equivariant ML potentials for OpenMM")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, cuda:N)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     train.set_defaults(run=_cmd_train)
+    bench = sub.add_parser("bench", help="speed (ms/step, ns/day) or NVE energy-conservation benchmark")
+    bench.add_argument("what", choices=["speed", "nve"])
+    bench.add_argument("--quick", action="store_true", help="smallest system, few steps (checks the pipeline)")
+    bench.add_argument("--out", default=None, help="JSON file (a .md table and a .png plot are written beside it)")
+    bench.add_argument("--model", default=None, help="exported model (default: shipped water model or same size)")
+    bench.add_argument("--molecules", type=int, nargs="+", default=None, help="water box sizes (molecules)")
+    bench.set_defaults(run=_cmd_bench)
     return parser
 
 

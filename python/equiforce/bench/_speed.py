@@ -80,7 +80,7 @@ def _pythonforce_system(eager: EquivariantPotential, case: WaterCase, dtype: tor
         energy = eager(x, case.species, torch.tensor(box, dtype=dtype))
         (gradient,) = torch.autograd.grad(energy, x)
         forces = -gradient.numpy() * KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM
-        return float(energy) * KJ_PER_MOL_PER_EV, forces
+        return float(energy.detach()) * KJ_PER_MOL_PER_EV, forces
 
     system = case.masses_system()
     force = openmm.PythonForce(compute)
