@@ -174,3 +174,23 @@ def test_short_nve_run_of_a_water_trimer_conserves_energy(exported_model):
     assert np.std(kinetics) > 0.1  # the molecules really move
     print("NVE total-energy range", np.ptp(totals), "kinetic std", np.std(kinetics))
     assert np.ptp(totals) < 5e-3 * np.std(kinetics) + 1e-4, (np.ptp(totals), np.std(kinetics))
+
+
+def test_fixed_capacity_neighbor_list_gives_the_same_energy_and_nan_on_overflow(exported_model):
+    path, _ = exported_model
+    topology, positions = water_box(8, 1.0, seed=4)
+    dynamic = _openmm_energy_forces(_system_with(create_force(path, topology), topology), positions)
+    graphs = create_force(path, topology, cuda_graphs=True)
+    assert graphs.getProperties()["useCUDAGraphs"] == "true"
+    fixed = _openmm_energy_forces(_system_with(graphs, topology), positions)
+    assert fixed[0] == pytest.approx(dynamic[0], rel=1e-12)
+    np.testing.assert_allclose(fixed[1], dynamic[1], rtol=1e-10, atol=1e-10)
+    too_small = _openmm_energy_forces(_system_with(create_force(path, topology, max_pairs=10), topology), positions)
+    assert np.isnan(too_small[0])
+
+
+def test_default_capacity_covers_liquid_water_with_headroom():
+    from equiforce.openmm._force import default_max_pairs
+    # 0.1 atoms/Å³, 5 Å cutoff: about 52 neighbours per atom on average
+    assert default_max_pairs(96, 96, 5.0, 960.0) == pytest.approx(96 * 52.4 * 1.5, rel=0.01)
+    assert default_max_pairs(5, 5, 5.0, None) == 20

@@ -99,3 +99,18 @@ def test_small_box_energy_is_one_27th_of_the_3x3x3_supercell():
     super_energy, super_forces = energy_and_forces(model, super_positions, species.repeat(27), 3 * cell)
     assert abs(float(super_energy / 27 - energy)) < 1e-9 * max(1.0, abs(float(energy)))
     assert torch.allclose(super_forces[:9], forces, atol=1e-9)
+
+
+@pytest.mark.parametrize("widths", [(10.5, 10.2, 10.1), (6.0, 5.5, 5.2)])
+def test_native_neighbor_op_gives_the_reference_energy_and_forces(widths):
+    model = make_model(torch.float64, cutoff=4.0)
+    rng = np.random.default_rng(12)
+    cell = _reduced_box(rng, widths)
+    positions = torch.tensor(rng.uniform(-0.1, 1.1, size=(20, 3)), dtype=torch.float64) @ cell
+    species = torch.tensor([1, 0, 0, 1, 0] * 4)
+    model.native_neighbors = True
+    native = energy_and_forces(model, positions, species, cell)
+    model.native_neighbors = False
+    reference = energy_and_forces(model, positions, species, cell)
+    assert abs(float(native[0] - reference[0])) < 1e-10
+    assert torch.allclose(native[1], reference[1], atol=1e-10)

@@ -5,6 +5,7 @@ import torch
 from e3nn import o3
 from torch import Tensor, nn
 
+from .. import ops as _native_ops  # noqa: F401  (registers torch.ops.equiforce.*)
 from ..neighbors import edge_vectors, neighbor_list
 from ._config import ModelConfig
 from ._interaction import Interaction
@@ -73,6 +74,8 @@ class EquivariantPotential(nn.Module):
         self.register_buffer("energy_shift", torch.tensor(config.atomic_energy_shifts))  # [S] eV
         self.register_buffer("energy_scale", torch.tensor(config.atomic_energy_scales))  # [S] eV
         self.register_buffer("atomic_numbers", torch.tensor(config.atomic_numbers, dtype=torch.long))  # [S]
+        #: True: the native O(N) op (torch.ops.equiforce); False: the pure-PyTorch reference neighbour list.
+        self.native_neighbors = True
 
     def atomic_energies(self, positions: Tensor, species: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:
         """positions [N, 3] Å (only its size and dtype are used), species [N] long, edge_index [2, E],
@@ -108,6 +111,27 @@ class EquivariantPotential(nn.Module):
 
     def forward(self, positions: Tensor, species: Tensor, cell: Optional[Tensor] = None) -> Tensor:
         """Energy (eV, 0-dim) of one structure: positions [N, 3] Å, species [N], cell [3, 3] Å rows or None."""
-        edge_index, shifts = neighbor_list(positions, self.cutoff, cell)
-        vectors = edge_vectors(positions, edge_index, shifts, cell)
+        if self.native_neighbors:
+            edge_index, vectors, _ = torch.ops.equiforce.neighbor_list(positions, self.cutoff, cell, False)
+        else:
+            edge_index, shifts = neighbor_list(positions, self.cutoff, cell)
+            vectors = edge_vectors(positions, edge_index, shifts, cell)
         return self.atomic_energies(positions, species, edge_index, vectors).sum()
+
+    @torch.jit.export
+    def energy_fixed_capacity(self, positions: Tensor, species: Tensor, cell: Optional[Tensor], max_pairs: int) -> Tensor:
+        """Like :meth:`forward` with static shapes and no host synchronisation (capturable in a CUDA graph).
+
+        The neighbour list holds at most ``max_pairs`` ordered pairs; padding edges are placed beyond the cutoff,
+        where they contribute exactly nothing. If the true list is longer the energy is NaN (never a silently
+        truncated sum).
+        """
+        edge_index, vectors, _, _, overflow = torch.ops.equiforce.neighbor_list_fixed(
+            positions, self.cutoff, max_pairs, cell, False
+        )
+        valid = (edge_index[0] >= 0).unsqueeze(1)  # [max_pairs, 1]
+        outside = torch.zeros_like(vectors)
+        outside[:, 0] = 2.0 * self.cutoff
+        vectors = torch.where(valid, vectors, outside)  # [max_pairs, 3]
+        energy = self.atomic_energies(positions, species, edge_index.clamp(min=0), vectors).sum()
+        return torch.where(overflow, torch.full_like(energy, float("nan")), energy)

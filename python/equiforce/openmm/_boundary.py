@@ -12,9 +12,12 @@ class OpenMMEnergy(nn.Module):
 
     forward(positions [n_particles, 3] nm, box [3, 3] nm rows or None) -> energy in kJ/mol (0-dim).
     Only the atoms in ``atoms`` (all when None) are passed to the model, with their species indices.
+    With ``max_pairs > 0`` the model runs with a fixed-capacity neighbour list (static shapes, no host
+    synchronisation: what a CUDA graph needs); an overflowing list makes the energy NaN.
     """
 
-    def __init__(self, model: torch.jit.ScriptModule, species: Tensor, atoms: Optional[Tensor], periodic: bool):
+    def __init__(self, model: torch.jit.ScriptModule, species: Tensor, atoms: Optional[Tensor], periodic: bool,
+                 max_pairs: int = 0):
         super().__init__()
         self.model = model
         self.register_buffer("species", species.to(torch.long))  # [n_ml]
@@ -22,6 +25,7 @@ class OpenMMEnergy(nn.Module):
         subset = atoms if atoms is not None else torch.zeros(0, dtype=torch.long)
         self.register_buffer("atoms", subset.to(torch.long))  # [n_ml] or [0]
         self.periodic = periodic
+        self.max_pairs = int(max_pairs)
         self.length_scale = float(ANGSTROM_PER_NM)
         self.energy_scale = float(KJ_PER_MOL_PER_EV)
 
@@ -33,5 +37,8 @@ class OpenMMEnergy(nn.Module):
         cell: Optional[Tensor] = None
         if self.periodic and box is not None:
             cell = box.to(dtype) * self.length_scale  # [3, 3] Å
-        energy = self.model(positions_angstrom, self.species, cell)  # eV
+        if self.max_pairs > 0:
+            energy = self.model.energy_fixed_capacity(positions_angstrom, self.species, cell, self.max_pairs)  # eV
+        else:
+            energy = self.model(positions_angstrom, self.species, cell)  # eV
         return energy * self.energy_scale

@@ -1,11 +1,14 @@
 """``create_force``: an exported equiforce model as an ``openmmtorch.TorchForce``."""
+import math
 from typing import Iterable, List, Optional, Sequence
 
 import torch  # must come before openmmtorch (it needs torch's libraries)
 import openmm.app
+from openmm import unit
 import openmmtorch
 
 from ..export import load_model
+from ..units import ANGSTROM_PER_NM
 from ..export._metadata import DTYPES
 from ._boundary import OpenMMEnergy
 
@@ -48,6 +51,18 @@ def species_for_atoms(atoms: Sequence[openmm.app.Atom], elements: Sequence[str],
     return torch.tensor(species, dtype=torch.long)
 
 
+def default_max_pairs(n_model_atoms: int, n_total_atoms: int, cutoff_angstrom: float,
+                      box_volume_angstrom3: Optional[float], headroom: float = 1.5) -> int:
+    """Capacity of the fixed-size neighbour list: the system's mean number density times the cutoff sphere,
+    times ``headroom`` for density fluctuations; every pair when there is no box."""
+    all_pairs = n_model_atoms * (n_model_atoms - 1)
+    if box_volume_angstrom3 is None:
+        return max(all_pairs, 1)
+    density = n_total_atoms / box_volume_angstrom3  # atoms / Å³
+    per_atom = density * 4.0 / 3.0 * math.pi * cutoff_angstrom**3
+    return max(1, int(math.ceil(n_model_atoms * per_atom * headroom)))
+
+
 def create_force(
     model_file: str,
     topology: openmm.app.Topology,
@@ -55,6 +70,7 @@ def create_force(
     precision: Optional[str] = None,
     cuda_graphs: bool = False,
     force_group: int = 0,
+    max_pairs: Optional[int] = None,
 ) -> openmmtorch.TorchForce:
     """An OpenMM force computing the equiforce model's energy (kJ/mol) and forces (kJ/mol/nm).
 
@@ -64,8 +80,12 @@ def create_force(
     topology : the OpenMM topology; periodic boundary conditions are used when it has a box.
     atoms : indices of the atoms to model (ML/MM); None models every atom.
     precision : "float32" or "float64" to run the model in that precision, None for the file's own.
-    cuda_graphs : ask openmm-torch to capture the model in a CUDA graph (CUDA platform only).
+    cuda_graphs : ask openmm-torch to capture the model in a CUDA graph (CUDA platform only). The model then
+        uses a fixed-capacity neighbour list of ``max_pairs`` ordered pairs (default: :func:`default_max_pairs`);
+        if a configuration ever needs more, the energy and forces become NaN and OpenMM stops with a NaN error
+        instead of running with a truncated list.
     force_group : OpenMM force group of the returned force.
+    max_pairs : capacity of the fixed-size neighbour list; also enables it without CUDA graphs.
     """
     module, metadata = load_model(model_file)
     if precision is not None:
@@ -76,7 +96,13 @@ def create_force(
     species = species_for_atoms(selected, metadata["elements"], model_file)
     periodic = topology.getPeriodicBoxVectors() is not None
     subset = None if atoms is None else torch.tensor([a.index for a in selected], dtype=torch.long)
-    wrapper = torch.jit.script(OpenMMEnergy(module, species, subset, periodic))
+    if max_pairs is None and cuda_graphs:
+        volume = None
+        if periodic:
+            a, b, c = (v.value_in_unit(unit.nanometer) for v in topology.getPeriodicBoxVectors())
+            volume = abs(a[0] * b[1] * c[2]) * ANGSTROM_PER_NM**3  # reduced form: the volume is the diagonal product
+        max_pairs = default_max_pairs(len(selected), topology.getNumAtoms(), float(metadata["cutoff"]), volume)
+    wrapper = torch.jit.script(OpenMMEnergy(module, species, subset, periodic, max_pairs or 0))
     force = openmmtorch.TorchForce(wrapper, {"useCUDAGraphs": "true" if cuda_graphs else "false"})
     force.setUsesPeriodicBoundaryConditions(periodic)
     force.setOutputsForces(False)
