@@ -4,6 +4,7 @@ References: a pure-torch brute force over lattice translations (below), ase.neig
 k-d tree. Pairs are compared as sets of (i, j, lattice shift); vectors to 1e-12 (float64) or 1e-5 (float32).
 """
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -162,13 +163,15 @@ def test_a_lone_atom_neighbours_its_own_images():
     assert torch.equal(shifts @ box, vectors)
 
 
-def test_general_non_reduced_box():
-    """Any non-degenerate box works, also one that is not lower triangular or reduced."""
+def test_general_non_reduced_boxes():
+    """Any non-degenerate box works: rotated (not lower triangular), strongly skewed, left-handed."""
     rng = np.random.default_rng(7)
     rotation = torch.linalg.qr(torch.tensor(rng.normal(size=(3, 3))))[0]
-    box = torch.tensor([[9.0, 0.0, 0.0], [7.0, 8.0, 0.0], [-6.0, 5.0, 10.0]], dtype=torch.float64) @ rotation
-    positions = random_positions(rng, 150, box, spill=1.0)
-    assert_same_list(op_list(positions, 4.5, box), brute_force(positions, 4.5, box), torch.float64)
+    skewed = torch.tensor([[9.0, 0.0, 0.0], [7.0, 8.0, 0.0], [-6.0, 5.0, 10.0]], dtype=torch.float64)
+    left_handed = torch.tensor([[-9.0, 0.0, 0.0], [2.0, 8.5, 0.0], [1.0, -3.0, -10.0]], dtype=torch.float64)
+    for box in (skewed @ rotation, skewed, left_handed):
+        positions = random_positions(rng, 150, box, spill=1.0)
+        assert_same_list(op_list(positions, 4.5, box), brute_force(positions, 4.5, box), torch.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -203,7 +206,7 @@ def test_vectors_equal_positions_and_shifts():
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("periodic", [True, False])
 def test_matches_ase(seed, periodic):
-    from ase.neighborlist import primitive_neighbor_list
+    primitive_neighbor_list = pytest.importorskip("ase.neighborlist").primitive_neighbor_list
 
     rng = np.random.default_rng(seed)
     cutoff = 4.0 + seed
@@ -217,7 +220,7 @@ def test_matches_ase(seed, periodic):
 
 
 def test_20000_atoms_of_water_density_match_a_periodic_kd_tree():
-    from scipy.spatial import cKDTree
+    cKDTree = pytest.importorskip("scipy.spatial").cKDTree
 
     n, cutoff = 20000, 5.0
     length = (n / 0.1) ** (1 / 3)
@@ -264,6 +267,27 @@ def test_output_is_identical_for_any_thread_count():
         assert torch.equal(a, b)
 
 
+def test_vector_and_portable_distance_tests_give_identical_lists(tmp_path):
+    """The AVX2 path (chosen at run time where the CPU has it) and the portable path agree bit for bit."""
+    rng = np.random.default_rng(6)
+    box = reduced_box(rng, 5000 / 0.1)
+    positions = random_positions(rng, 5000, box, spill=0.2)
+    torch.save({"positions": positions, "box": box}, tmp_path / "inputs.pt")
+    script = textwrap.dedent(
+        f"""
+        import torch, equiforce.ops as ops
+        inputs = torch.load({str(tmp_path / "inputs.pt")!r})
+        torch.save(ops.neighbor_list_with_shifts(inputs["positions"], 5.0, inputs["box"]), {str(tmp_path / "out.pt")!r})
+        """
+    )
+    env = dict(os.environ, EQUIFORCE_NO_AVX2="1")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    portable = torch.load(tmp_path / "out.pt")
+    for a, b in zip(ops.neighbor_list_with_shifts(positions, 5.0, box), portable):
+        assert torch.equal(a, b)
+
+
 # ----------------------------------------------------------------------------------------------- gradients
 def _small_periodic_system(dtype=torch.float64):
     rng = np.random.default_rng(2)
@@ -285,6 +309,23 @@ def test_gradcheck_vectors_wrt_positions_and_box():
     assert torch.autograd.gradgradcheck(vectors, (positions, box))
 
 
+def test_force_training_double_backward_matches_the_formula():
+    """Loss on forces (-dE/dr) differentiated again, as in training on forces."""
+    positions, box = _small_periodic_system()
+    weight = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+
+    def force_loss(vectors_of):
+        p = positions.detach().clone().requires_grad_(True)
+        energy = torch.exp(-weight * vectors_of(p).norm(dim=1)).sum()
+        (forces,) = torch.autograd.grad(-energy, p, create_graph=True)
+        return torch.autograd.grad(forces.pow(2).sum(), weight)[0]
+
+    pairs, _, shifts = ops.neighbor_list_with_shifts(positions, 4.0, box)
+    got = force_loss(lambda p: ops.neighbor_list(p, 4.0, box)[1])
+    expected = force_loss(lambda p: p[pairs[1]] - p[pairs[0]] + shifts @ box)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_gradients_match_the_differentiable_formula():
     positions, box = _small_periodic_system()
     positions.requires_grad_(True)
@@ -302,6 +343,7 @@ def test_gradients_match_the_differentiable_formula():
 def test_non_periodic_gradcheck_and_float32_backward():
     positions = torch.tensor(np.random.default_rng(4).normal(size=(6, 3)), requires_grad=True)
     assert torch.autograd.gradcheck(lambda p: ops.neighbor_list(p, 2.5)[1], (positions,))
+    assert torch.autograd.gradgradcheck(lambda p: ops.neighbor_list(p, 2.5)[1], (positions,))
     p32 = positions.detach().float().requires_grad_(True)
     (grad,) = torch.autograd.grad(ops.neighbor_list(p32, 2.5)[1].pow(2).sum(), p32)
     assert grad.dtype == torch.float32
@@ -320,6 +362,9 @@ def test_fixed_capacity_pads_and_matches_the_dynamic_list():
     assert torch.equal(fixed_pairs[:, :total], pairs) and torch.equal(fixed_vectors[:total], vectors)
     assert bool((fixed_pairs[:, total:] == -1).all()) and bool((fixed_vectors[total:] == 0).all())
     ops.check_overflow(num_pairs, overflow, total + 100)  # does not raise
+    _, _, shifts = ops.neighbor_list_with_shifts(positions, 5.0, box)
+    raw = torch.ops.equiforce.neighbor_list_fixed(positions, 5.0, total + 100, box, True)
+    assert torch.equal(raw[2][:total], shifts) and bool((raw[2][total:] == 0).all())
 
 
 def test_fixed_capacity_overflow_is_flagged_and_raised():
@@ -344,6 +389,7 @@ def test_fixed_capacity_gradients_ignore_padding():
     box.requires_grad_(True)
     total = ops.neighbor_list(positions, 4.0, box)[0].shape[1]
     assert torch.autograd.gradcheck(lambda p, b: ops.neighbor_list_fixed(p, 4.0, total + 7, b)[1], (positions, box))
+    assert torch.autograd.gradgradcheck(lambda p: ops.neighbor_list_fixed(p, 4.0, total + 7, box.detach())[1], (positions,))
     dynamic = torch.autograd.grad(ops.neighbor_list(positions, 4.0, box)[1].pow(3).sum(), (positions, box))
     fixed = torch.autograd.grad(ops.neighbor_list_fixed(positions, 4.0, total + 7, box)[1].pow(3).sum(), (positions, box))
     for a, b in zip(dynamic, fixed):
@@ -425,7 +471,7 @@ def test_torchscript_module_runs_inside_openmm():
     p = positions_nm.clone().requires_grad_(True)
     expected = module(p, box_nm)
     (grad,) = torch.autograd.grad(expected, p)
-    assert energy == pytest.approx(float(expected), rel=1e-10)
+    assert energy == pytest.approx(expected.item(), rel=1e-10)
     np.testing.assert_allclose(forces, -grad.numpy(), rtol=1e-8, atol=1e-8)
 
 

@@ -20,11 +20,19 @@ Conventions (shared with the pure-PyTorch reference :mod:`equiforce.neighbors`)
   equiforce models, nm at the OpenMM boundary: convert the cutoff accordingly).
 * Positions may lie outside the box (they are wrapped internally; shifts refer to the positions as given).
 
-Devices
--------
-CPU: cell list, multithreaded over ``torch.get_num_threads()`` threads. CUDA: the same algorithm and order on the
-device, built when the package was compiled with a CUDA toolkit matching ``torch.version.cuda`` (otherwise CUDA
-inputs raise a clear error).
+Devices and threads
+-------------------
+CPU: cell list, multithreaded over ``torch.get_num_threads()`` threads for systems of more than about 8000
+atoms (smaller ones run on one thread: waking workers costs more than it saves). CUDA: the same algorithm and
+the same order on the device, compiled when the package was built with a CUDA toolkit matching
+``torch.version.cuda`` (``EQUIFORCE_BUILD_CUDA=1 pip install --no-build-isolation -e .``); otherwise CUDA
+inputs raise a clear error.
+
+Gradients
+---------
+``vectors`` is differentiable with respect to ``positions`` and ``box`` through a native backward (one pass over
+the pairs on the CPU), itself differentiable, so forces (first derivatives) and training on forces (second
+derivatives) work. The pair list itself is piecewise constant and carries no gradient.
 """
 from pathlib import Path
 from typing import Optional, Tuple
