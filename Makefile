@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.equiforce-installed
 
-.PHONY: install test demo clean bench-quick
+.PHONY: install test demo clean bench-neighbors
 
 install: $(STAMP)
 
@@ -23,3 +23,7 @@ demo: install
 
 clean:
 	rm -rf build python/equiforce/*.so python/*.egg-info
+
+bench-neighbors: install
+	$(BIN)/python -m pip install -q -r requirements-bench.txt
+	$(BIN)/python benchmarks/neighbors.py

@@ -117,7 +117,8 @@ def methods(positions, box, reference: bool = True):
 
 
 def time_all(calls: dict, budget_s: float, min_repeats: int, max_repeats: int) -> dict:
-    """Median seconds per call, methods interleaved within each repeat round."""
+    """Per method: median and minimum wall-clock seconds per call, and the median CPU seconds of the process per
+    call (all threads, user + system). Methods are interleaved within each repeat round."""
     pairs = {}
     estimate = {}
     for name, call in calls.items():
@@ -126,30 +127,40 @@ def time_all(calls: dict, budget_s: float, min_repeats: int, max_repeats: int) -
         call()  # warm-up 2, also the estimate
         estimate[name] = time.perf_counter() - start
     repeats = int(min(max_repeats, max(min_repeats, budget_s / max(sum(estimate.values()), 1e-9))))
-    samples = {name: [] for name in calls}
+    wall = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
     slow = {name for name, t in estimate.items() if t > 2.0}  # at most 3 repeats of multi-second calls
     for r in range(repeats):
         for name, call in calls.items():
             if name in slow and r >= 3:
                 continue
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             call()
-            samples[name].append(time.perf_counter() - start)
-    return {name: {"median_s": statistics.median(s), "min_s": min(s), "repeats": len(s), "pairs": pairs[name]}
-            for name, s in samples.items()}
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {
+        name: {
+            "median_s": statistics.median(wall[name]),
+            "min_s": min(wall[name]),
+            "median_cpu_s": statistics.median(cpu[name]),
+            "repeats": len(wall[name]),
+            "pairs": pairs[name],
+        }
+        for name in calls
+    }
 
 
 def run_sizes(molecules, threads: int, budget: float, quick: bool, reference: bool) -> list:
     torch.set_num_threads(threads)
     rows = []
-    print(f"\ntorch.set_num_threads({threads})")
+    print(f"\ntorch.set_num_threads({threads}); wall-clock medians, then CPU-time medians (CPU time of all threads)")
     print(f"{'atoms':>7} {'pairs':>9} {'equiforce ms':>12} {'vesin ms':>9} {'torch-ref ms':>12} {'vesin/equiforce':>15} "
-          f"{'eqf us/atom':>11} {'vesin us/atom':>13}")
+          f"{'eqf us/atom':>11} {'vesin us/atom':>13} | {'eqf cpu ms':>10} {'vesin cpu ms':>12} {'cpu ratio':>9}")
     for n_mol in molecules:
         positions, box = water_box(n_mol, seed=n_mol)
         n = positions.shape[0]
         calls = methods(positions, box, reference)
-        timings = time_all(calls, budget, 3 if quick else 5, 50)
+        timings = time_all(calls, budget, 3 if quick else 7, 60)
         counts = {t["pairs"] for t in timings.values()}
         assert len(counts) == 1, f"methods disagree on the number of pairs: {timings}"
         row = {"atoms": n, "box_length_A": float(box[0, 0]), "pairs": counts.pop(), "methods": timings}
@@ -159,16 +170,21 @@ def run_sizes(molecules, threads: int, budget: float, quick: bool, reference: bo
                 if reference else "pure-torch reference run only in the first thread setting"
             }
         ms = {k: v["median_s"] * 1e3 for k, v in timings.items()}
+        cpu_ms = {k: v["median_cpu_s"] * 1e3 for k, v in timings.items()}
         if "vesin" in ms:
             row["vesin_over_equiforce"] = ms["vesin"] / ms["equiforce"]
+            row["vesin_over_equiforce_cpu_time"] = cpu_ms["vesin"] / cpu_ms["equiforce"]
         rows.append(row)
 
-        def cell(name, width, scale=1.0):
-            return f"{ms[name] * scale:{width}.2f}" if name in ms else f"{'-':>{width}}"
+        def cell(values, name, width, scale=1.0):
+            return f"{values[name] * scale:{width}.2f}" if name in values else f"{'-':>{width}}"
 
         ratio = f"{row['vesin_over_equiforce']:15.2f}" if "vesin_over_equiforce" in row else f"{'-':>15}"
-        print(f"{n:7d} {row['pairs']:9d} {cell('equiforce', 12)} {cell('vesin', 9)} {cell('torch_reference', 12)} "
-              f"{ratio} {cell('equiforce', 11, 1e3 / n)} {cell('vesin', 13, 1e3 / n)}", flush=True)
+        cpu_ratio = f"{row['vesin_over_equiforce_cpu_time']:9.2f}" if "vesin" in ms else f"{'-':>9}"
+        print(f"{n:7d} {row['pairs']:9d} {cell(ms, 'equiforce', 12)} {cell(ms, 'vesin', 9)} "
+              f"{cell(ms, 'torch_reference', 12)} {ratio} {cell(ms, 'equiforce', 11, 1e3 / n)} "
+              f"{cell(ms, 'vesin', 13, 1e3 / n)} | {cell(cpu_ms, 'equiforce', 10)} {cell(cpu_ms, 'vesin', 12)} "
+              f"{cpu_ratio}", flush=True)
     return rows
 
 
@@ -177,7 +193,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1],
                         help="torch thread counts to run, in order (the first one also runs the torch reference)")
     parser.add_argument("--molecules", type=int, nargs="*", default=MOLECULES)
-    parser.add_argument("--budget", type=float, default=4.0, help="seconds of timing per size (all methods)")
+    parser.add_argument("--budget", type=float, default=6.0, help="seconds of timing per size (all methods)")
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats, no JSON")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -198,7 +214,9 @@ def main(argv=None):
                      "quantities='ijD')",
             "torch_reference": "equiforce.neighbors.neighbor_list + edge_vectors (pure PyTorch, O(N^2))",
         },
-        "timing": "median of interleaved repeats after 2 warm-up calls per method; wall clock",
+        "timing": "median of interleaved repeats after 2 warm-up calls per method; median_s / min_s: wall clock, "
+                  "median_cpu_s: CPU time of the process (all threads, user + system) per call, which a shared "
+                  "machine's background load does not inflate",
         "machine": info,
         "runs": runs,
     }
