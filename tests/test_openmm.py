@@ -135,6 +135,18 @@ def test_unknown_element_is_named_with_its_first_atom(exported_model):
         create_force(path, topology)
 
 
+def test_model_file_from_an_incompatible_version_is_refused_at_system_creation(exported_model, tmp_path):
+    from equiforce.export import ModelFileError
+    from test_export import _rewrite_metadata
+
+    path, _ = exported_model
+    old = str(tmp_path / "old.pt")
+    _rewrite_metadata(path, old, format_version=0, equiforce_version="0.0.1")
+    topology, _ = water_box(2, 1.0)
+    with pytest.raises(ModelFileError, match=r"equiforce 0\.0\.1 in model format 0.*reads format 1"):
+        MLPotential("equiforce", modelPath=old).createSystem(topology)
+
+
 def test_bad_atom_subsets_are_named(exported_model):
     path, _ = exported_model
     topology, _ = water_box(2, 1.0)
@@ -147,7 +159,7 @@ def test_bad_atom_subsets_are_named(exported_model):
 
 
 def test_short_nve_run_of_a_water_trimer_conserves_energy(exported_model):
-    """Float64 model, Reference platform, 0.25 fs Verlet, 0.1 ps: total energy stays within 0.5% of the
+    """Float64 model, CPU platform, 0.25 fs Verlet, 0.1 ps: total energy stays within 0.5% of the
     kinetic energy's own scale (its std over the run) and shows no NaN."""
     path, _ = exported_model
     topology, positions = water_box(27, 1.0, seed=2)
@@ -160,7 +172,7 @@ def test_short_nve_run_of_a_water_trimer_conserves_energy(exported_model):
             trimer.addAtom(name, element, residue)
     system = _system_with(create_force(path, trimer), trimer)
     integrator = openmm.VerletIntegrator(0.25 * unit.femtoseconds)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
     context.setPositions(positions[keep] * unit.nanometer)
     context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
     totals, kinetics = [], []
