@@ -44,8 +44,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
     from .demo import DemoSettings, run_demo
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     settings = DemoSettings(
         model=args.model,
         molecules=args.molecules,
@@ -148,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--nve-steps", type=int, default=1000)
     demo.add_argument("--platform", default="CPU")
     demo.add_argument("--precision", choices=["float32", "float64"], default=None)
+    demo.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     demo.add_argument("--json", default=None, help="also write the results to this JSON file")
     demo.set_defaults(run=_cmd_demo)
     train = sub.add_parser("train", help="train a potential from a YAML config (see equiforce.train.TrainConfig)")
