@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from equiforce.systems import random_rotation
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "data" / "water_gfn2.extxyz"
 
@@ -110,19 +112,6 @@ def make_conditions(seed, p=PROTOCOL):
         dtype=np.int64,
     )
     return temps, rhos, cond_seeds
-
-
-def random_rotation(rng):
-    q = rng.normal(size=4)
-    q /= np.linalg.norm(q)
-    w, x, y, z = q
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
 
 
 def initial_positions_A(edge_A, rng, jitter_A):

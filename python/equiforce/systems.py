@@ -28,7 +28,8 @@ def box_edge_nm(n_molecules: int, density_g_per_cm3: float) -> float:
     return (volume_cm3 ** (1.0 / 3.0) * unit.centimeter).value_in_unit(unit.nanometer)
 
 
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random 3×3 rotation matrix (from a random unit quaternion)."""
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
     w, x, y, z = q
@@ -83,7 +84,7 @@ def water_box(n_molecules: int, density_g_per_cm3: float = 1.0, seed: int = 0) -
     positions = []
     for site in sites:
         centre = (site + 0.5 + rng.uniform(-0.1, 0.1, size=3)) * spacing
-        positions.append(centre + local @ _random_rotation(rng).T)
+        positions.append(centre + local @ random_rotation(rng).T)
     return water_topology(n_molecules, edge_nm), np.concatenate(positions)
 
 
