@@ -71,8 +71,8 @@ def test_model_is_initialised_from_training_split_statistics(tiny_data, tmp_path
     assert config.avg_num_neighbors == pytest.approx(average_num_neighbors(graphs), rel=1e-12)
     shifts = torch.tensor(config.atomic_energy_shifts, dtype=torch.float64)
     scales = torch.tensor(config.atomic_energy_scales, dtype=torch.float64)
-    torch.testing.assert_close(trainer.model.energy_shift, shifts, rtol=0, atol=0)  # float64 buffers, exact
-    torch.testing.assert_close(trainer.model.energy_scale, scales, rtol=0, atol=0)
+    torch.testing.assert_close(trainer.model.network.energy_shift, shifts, rtol=0, atol=0)  # float64 buffers, exact
+    torch.testing.assert_close(trainer.model.network.energy_scale, scales, rtol=0, atol=0)
 
 
 def test_explicit_model_settings_are_kept(tiny_data, tmp_path):
@@ -118,7 +118,7 @@ def test_checkpoints_load_with_weights_only_and_hold_the_averaged_weights(tiny_d
     train(tiny_config(tiny_data, tmp_path, max_epochs=2, ema_decay=0.9))
     payload = torch.load(tmp_path / "best.ckpt", weights_only=True)
     assert payload["ema_state"].keys() == payload["model_state"].keys()
-    assert not torch.equal(payload["ema_state"]["readout.weight"], payload["model_state"]["readout.weight"])
+    assert not torch.equal(payload["ema_state"]["network.readout.weight"], payload["model_state"]["network.readout.weight"])
     model = model_from_checkpoint(str(tmp_path / "best.ckpt")).double()
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, payload["ema_state"][name].to(value.dtype))
@@ -157,7 +157,7 @@ def test_cli_trains_from_yaml_and_exports_the_best_model(tiny_data, tmp_path, ca
     structure = read_structures(tiny_data)[0]
     species = torch.tensor([["H", "O"].index(s) for s in structure.symbols])
     positions, cell = structure.positions.float(), structure.cell.float()
-    dtype = best.energy_scale.dtype  # checkpoints keep the training precision
+    dtype = best.network.energy_scale.dtype  # checkpoints keep the training precision
     torch.testing.assert_close(energy_and_forces(exported, positions, species, cell)[0].to(dtype),
                                energy_and_forces(best, positions.to(dtype), species, cell.to(dtype))[0],
                                rtol=1e-5, atol=1e-5)

@@ -29,7 +29,7 @@ class EquiforceCalculator(Calculator):
                 raise ValueError(f"precision must be one of {sorted(DTYPES)} or None, got {precision!r}")
             self.module = self.module.to(DTYPES[precision])
         self.device = torch.device(device)
-        self.dtype = self.module.energy_scale.dtype
+        self.dtype = self.module.network.energy_scale.dtype
         self._index = {symbol: k for k, symbol in enumerate(self.metadata["elements"])}
 
     def _species(self, atoms) -> torch.Tensor:

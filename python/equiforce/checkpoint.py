@@ -37,6 +37,6 @@ def model_from_checkpoint(path: str, use_ema: bool = True) -> EquivariantPotenti
     payload = load_checkpoint(path)
     state = payload.get("ema_state") if use_ema and payload.get("ema_state") is not None else payload["model_state"]
     # build in the stored precision before loading, so float64 weights are not rounded through float32
-    model = EquivariantPotential(ModelConfig.from_dict(payload["config"])).to(state["energy_scale"].dtype)
+    model = EquivariantPotential(ModelConfig.from_dict(payload["config"])).to(state["network.energy_scale"].dtype)
     model.load_state_dict(state)
     return model

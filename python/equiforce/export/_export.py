@@ -42,7 +42,7 @@ def load_model(path: str, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, 
     metadata = read_metadata(path)
     module = torch.jit.load(path, map_location=device).eval()
     expected = DTYPES[metadata["dtype"]]
-    actual = module.energy_scale.dtype
+    actual = module.network.energy_scale.dtype
     if actual != expected:
         raise ModelFileError(f"{path}: metadata says {metadata['dtype']} but the weights are {actual}")
     if abs(float(module.cutoff) - float(metadata["cutoff"])) > 1e-12:

@@ -12,7 +12,7 @@ from ..nn import ModelConfig
 from ..units import MODEL_UNITS
 
 #: Layout of exported files. Bump it when a file written by this version cannot be read by older code.
-FORMAT_VERSION = 2  # 2: models have energy_fixed_capacity (fixed-size neighbour list)
+FORMAT_VERSION = 2  # 2: forward(..., max_pairs) (fixed-size neighbour list), atomic energies in `network`
 #: Name of the JSON extra file inside the TorchScript archive.
 METADATA_FILE = "equiforce_metadata.json"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -31,20 +31,15 @@ def spherical_harmonics_irreps(config: ModelConfig) -> o3.Irreps:
     return o3.Irreps([(1, (l, (-1) ** l if config.parity else 1)) for l in range(config.lmax + 1)])
 
 
-class EquivariantPotential(nn.Module):
-    """E(3)-equivariant message-passing potential (NequIP class) built from e3nn.
+class AtomicEnergies(nn.Module):
+    """Graph -> atomic energies: species embedding, interaction blocks, readout, per-element scale and shift.
 
-    Units: positions and cell in Å, energies in eV, forces (by autograd) in eV/Å.
-    Species are indices into ``config.elements`` (not atomic numbers).
-
-    The energy is a sum of atomic energies E_i = scale[s_i] · ε_i + shift[s_i], so it is invariant under
-    permutations, translations, rotations and (with ``parity=True``) reflections, and forces are exactly -∇E.
+    Shared by the entry points of :class:`EquivariantPotential` (``forward`` for one structure, with a dynamic
+    or a fixed-capacity neighbour list, and ``batch_energy`` for training batches).
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.config = config
-        self.cutoff = float(config.cutoff)
         num_species = len(config.elements)
         self.num_species = num_species
         irreps_sh = spherical_harmonics_irreps(config)
@@ -73,11 +68,8 @@ class EquivariantPotential(nn.Module):
         self.readout = o3.Linear(irreps, o3.Irreps("1x0e"))
         self.register_buffer("energy_shift", torch.tensor(config.atomic_energy_shifts))  # [S] eV
         self.register_buffer("energy_scale", torch.tensor(config.atomic_energy_scales))  # [S] eV
-        self.register_buffer("atomic_numbers", torch.tensor(config.atomic_numbers, dtype=torch.long))  # [S]
-        #: True: the native O(N) op (torch.ops.equiforce); False: the pure-PyTorch reference neighbour list.
-        self.native_neighbors = True
 
-    def atomic_energies(self, positions: Tensor, species: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:
+    def forward(self, positions: Tensor, species: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:
         """positions [N, 3] Å (only its size and dtype are used), species [N] long, edge_index [2, E],
         vectors [E, 3] Å from centre to neighbour -> [N] atomic energies in eV."""
         species_onehot = torch.nn.functional.one_hot(species, self.num_species).to(positions.dtype)  # [N, S]
@@ -89,6 +81,28 @@ class EquivariantPotential(nn.Module):
             features = layer(features, species_onehot, edge_index, edge_sh, edge_radial)
         raw = self.readout(features).squeeze(-1)  # [N]
         return raw * self.energy_scale.index_select(0, species) + self.energy_shift.index_select(0, species)
+
+
+class EquivariantPotential(nn.Module):
+    """E(3)-equivariant message-passing potential (NequIP class) built from e3nn.
+
+    Units: positions and cell in Å, energies in eV, forces (by autograd) in eV/Å.
+    Species are indices into ``config.elements`` (not atomic numbers).
+
+    The energy is a sum of atomic energies E_i = scale[s_i] · ε_i + shift[s_i] (``network``), so it is invariant
+    under permutations, translations, rotations and (with ``parity=True``) reflections, and forces are exactly
+    -∇E.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.cutoff = float(config.cutoff)
+        self.network = AtomicEnergies(config)
+        self.irreps_hidden = self.network.irreps_hidden
+        self.register_buffer("atomic_numbers", torch.tensor(config.atomic_numbers, dtype=torch.long))  # [S]
+        #: True: the native O(N) op (torch.ops.equiforce); False: the pure-PyTorch reference neighbour list.
+        self.native_neighbors = True
 
     @torch.jit.export
     def batch_energy(
@@ -106,32 +120,30 @@ class EquivariantPotential(nn.Module):
         constant), batch [N] structure index of each atom -> [num_graphs] energies in eV.
         """
         vectors = positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + edge_offsets
-        atomic = self.atomic_energies(positions, species, edge_index, vectors)
+        atomic = self.network(positions, species, edge_index, vectors)
         return torch.zeros(num_graphs, dtype=atomic.dtype, device=atomic.device).index_add(0, batch, atomic)
 
-    def forward(self, positions: Tensor, species: Tensor, cell: Optional[Tensor] = None) -> Tensor:
-        """Energy (eV, 0-dim) of one structure: positions [N, 3] Å, species [N], cell [3, 3] Å rows or None."""
+    def forward(self, positions: Tensor, species: Tensor, cell: Optional[Tensor] = None, max_pairs: int = 0) -> Tensor:
+        """Energy (eV, 0-dim) of one structure: positions [N, 3] Å, species [N], cell [3, 3] Å rows or None.
+
+        ``max_pairs > 0`` selects a fixed-capacity neighbour list of that many ordered pairs: static shapes and
+        no host synchronisation (capturable in a CUDA graph). Padding edges are placed beyond the cutoff, where
+        they contribute exactly nothing; if the true list is longer the energy is NaN, never a silently
+        truncated sum.
+        """
+        if max_pairs > 0:
+            edge_index, vectors, _, _, overflow = torch.ops.equiforce.neighbor_list_fixed(
+                positions, self.cutoff, max_pairs, cell, False
+            )
+            valid = (edge_index[0] >= 0).unsqueeze(1)  # [max_pairs, 1]
+            outside = torch.zeros_like(vectors)
+            outside[:, 0] = 2.0 * self.cutoff
+            vectors = torch.where(valid, vectors, outside)  # [max_pairs, 3]
+            energy = self.network(positions, species, edge_index.clamp(min=0), vectors).sum()
+            return torch.where(overflow, torch.full_like(energy, float("nan")), energy)
         if self.native_neighbors:
             edge_index, vectors, _ = torch.ops.equiforce.neighbor_list(positions, self.cutoff, cell, False)
         else:
             edge_index, shifts = neighbor_list(positions, self.cutoff, cell)
             vectors = edge_vectors(positions, edge_index, shifts, cell)
-        return self.atomic_energies(positions, species, edge_index, vectors).sum()
-
-    @torch.jit.export
-    def energy_fixed_capacity(self, positions: Tensor, species: Tensor, cell: Optional[Tensor], max_pairs: int) -> Tensor:
-        """Like :meth:`forward` with static shapes and no host synchronisation (capturable in a CUDA graph).
-
-        The neighbour list holds at most ``max_pairs`` ordered pairs; padding edges are placed beyond the cutoff,
-        where they contribute exactly nothing. If the true list is longer the energy is NaN (never a silently
-        truncated sum).
-        """
-        edge_index, vectors, _, _, overflow = torch.ops.equiforce.neighbor_list_fixed(
-            positions, self.cutoff, max_pairs, cell, False
-        )
-        valid = (edge_index[0] >= 0).unsqueeze(1)  # [max_pairs, 1]
-        outside = torch.zeros_like(vectors)
-        outside[:, 0] = 2.0 * self.cutoff
-        vectors = torch.where(valid, vectors, outside)  # [max_pairs, 3]
-        energy = self.atomic_energies(positions, species, edge_index.clamp(min=0), vectors).sum()
-        return torch.where(overflow, torch.full_like(energy, float("nan")), energy)
+        return self.network(positions, species, edge_index, vectors).sum()

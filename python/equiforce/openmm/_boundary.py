@@ -30,7 +30,7 @@ class OpenMMEnergy(nn.Module):
         self.energy_scale = float(KJ_PER_MOL_PER_EV)
 
     def forward(self, positions: Tensor, box: Optional[Tensor] = None) -> Tensor:
-        dtype = self.model.energy_scale.dtype
+        dtype = self.model.network.energy_scale.dtype
         if self.use_subset:
             positions = positions.index_select(0, self.atoms)
         positions_angstrom = positions.to(dtype) * self.length_scale  # [n_ml, 3] Å
@@ -38,7 +38,7 @@ class OpenMMEnergy(nn.Module):
         if self.periodic and box is not None:
             cell = box.to(dtype) * self.length_scale  # [3, 3] Å
         if self.max_pairs > 0:
-            energy = self.model.energy_fixed_capacity(positions_angstrom, self.species, cell, self.max_pairs)  # eV
+            energy = self.model(positions_angstrom, self.species, cell, self.max_pairs)  # eV
         else:
             energy = self.model(positions_angstrom, self.species, cell)  # eV
         return energy * self.energy_scale

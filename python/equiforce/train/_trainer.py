@@ -98,8 +98,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = EquivariantPotential(model_config).to(device=self.device, dtype=self.dtype)
         with torch.no_grad():  # the model builds these buffers in float32; set them at full precision
-            self.model.energy_shift.copy_(torch.tensor(model_config.atomic_energy_shifts, dtype=torch.float64))
-            self.model.energy_scale.copy_(torch.tensor(model_config.atomic_energy_scales, dtype=torch.float64))
+            self.model.network.energy_shift.copy_(torch.tensor(model_config.atomic_energy_shifts, dtype=torch.float64))
+            self.model.network.energy_scale.copy_(torch.tensor(model_config.atomic_energy_scales, dtype=torch.float64))
         averaged = EquivariantPotential(model_config).to(device=self.device, dtype=self.dtype)
         self.ema = ExponentialMovingAverage(self.model, averaged, config.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
