@@ -42,6 +42,7 @@ import io
 import json
 import lzma
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -354,6 +355,12 @@ def existing_frames(out, seed, log):
     """Cut a partially written last frame off `out`; return list of frame ids present."""
     from ase.io import iread
 
+    packed = out.with_name(out.name + ".xz")
+    if not out.exists() and packed.exists():
+        # a fresh checkout: continue from the committed, compressed frames
+        log(f"unpacking the committed {packed} to {out} to resume from it")
+        with lzma.open(packed, "rb") as source, open(out, "wb") as target:
+            shutil.copyfileobj(source, target)
     if not out.exists():
         return []
     n, end = scan_extxyz(out)
