@@ -95,7 +95,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if args.quick:
             result = bench.run_speed([32], model_file=args.model, warmup_steps=2, block_steps=2, blocks=3, out=out)
         else:
-            result = bench.run_speed(args.molecules or [32, 128, 512, 2048], model_file=args.model, out=out)
+            methods = bench.METHODS + (bench.PEER_METHODS if args.peers else [])
+            result = bench.run_speed(args.molecules or [32, 128, 512, 2048], model_file=args.model, methods=methods,
+                                     out=out)
         table = bench.speed_table(result)
         with open(os.path.splitext(out)[0] + ".md", "w") as handle:
             handle.write(table + "\n")
@@ -170,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default=None, help="JSON file (a .md table and a .png plot are written beside it)")
     bench.add_argument("--model", default=None, help="exported model (default: shipped water model or same size)")
     bench.add_argument("--molecules", type=int, nargs="+", default=None, help="water box sizes (molecules)")
+    bench.add_argument("--peers", action="store_true",
+                       help="also run nequip through openmm-ml (needs requirements-bench.txt and the peer build)")
     bench.set_defaults(run=_cmd_bench)
     return parser
 

@@ -23,6 +23,10 @@ from ._timing import ns_per_day, time_steps
 
 TIMESTEP_FS = 0.5
 METHODS = ["bare-eager", "bare-torchscript", "torchforce", "pythonforce", "ase", "classical"]
+#: Opt-in peers (need ``requirements-bench.txt`` and ``benchmarks/peers/nequip/build.py``). openmm-ml 1.8 leaves
+#: the NequIP model in training mode; "-eval" is the same weights after ``.eval()`` (the fair comparison).
+PEER_METHODS = ["nequip-openmmml", "nequip-openmmml-eval"]
+NEQUIP_PEER_MODEL = os.path.join("runs", "peers", "nequip", "water.nequip.zip")
 
 
 class WaterCase:
@@ -109,6 +113,30 @@ def _ase_step(model_file: str, case: WaterCase, precision: str) -> Callable[[int
     return lambda n: dynamics.run(n)
 
 
+def _nequip_openmmml_system(case: WaterCase, eval_mode: bool) -> openmm.System:
+    """NequIP (nequip 0.19.1) through openmm-ml 1.8's ``nequip`` potential, as a user would run it."""
+    import nequip.model.saved_models.load_utils as load_utils
+    from openmmml import MLPotential
+
+    if not os.path.exists(NEQUIP_PEER_MODEL):
+        raise FileNotFoundError(f"{NEQUIP_PEER_MODEL} is missing: run benchmarks/peers/nequip/build.py first")
+    original = load_utils.load_saved_model
+
+    def load_in_eval_mode(*args, **kwargs):  # openmm-ml keeps the model inside its PythonForce closure
+        return original(*args, **kwargs).eval()
+
+    default_dtype = torch.get_default_dtype()
+    if eval_mode:
+        load_utils.load_saved_model = load_in_eval_mode
+    try:
+        potential = MLPotential("nequip", modelPath=NEQUIP_PEER_MODEL, lengthScale=1.0 / ANGSTROM_PER_NM,
+                                energyScale=KJ_PER_MOL_PER_EV)
+        return potential.createSystem(case.topology)
+    finally:
+        load_utils.load_saved_model = original
+        torch.set_default_dtype(default_dtype)  # nequip switches the global default to float64
+
+
 def eager_copy(module: torch.jit.ScriptModule, metadata: dict) -> EquivariantPotential:
     """The eager model with the weights of an exported file."""
     model = EquivariantPotential(ModelConfig.from_dict(metadata["config"]))
@@ -143,14 +171,15 @@ def run_speed(
     model_file = model_file or benchmark_model(os.path.join("runs", "bench", "untrained-water.pt"))
     methods = methods or METHODS
     dtypes = dtypes or ["float32", "float64"]
-    unknown = sorted(set(methods) - set(METHODS))
+    unknown = sorted(set(methods) - set(METHODS) - set(PEER_METHODS))
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; known: {METHODS}")
+        raise ValueError(f"unknown methods {unknown}; known: {METHODS + PEER_METHODS}")
     module, metadata = load_model(model_file)
     result = {"machine": describe_machine(), "model": model_file, "model_config": metadata["config"],
               "timestep_fs": TIMESTEP_FS, "timing": {"warmup_steps": warmup_steps, "block_steps": block_steps,
                                                     "blocks": blocks}, "records": []}
-    jobs = [(n, m, d) for n in molecules for m in methods for d in (dtypes if m != "classical" else ["mixed"])]
+    fixed_dtype = {"classical": ["mixed"], "nequip-openmmml": ["float32"], "nequip-openmmml-eval": ["float32"]}
+    jobs = [(n, m, d) for n in molecules for m in methods for d in fixed_dtype.get(m, dtypes)]
     bar = tqdm(jobs, desc="speed", disable=not progress)
     for n_molecules, method, dtype_name in bar:
         case = WaterCase(n_molecules, metadata)
@@ -181,6 +210,8 @@ def _make_step(method, dtype_name, module, metadata, model_file, case, platform)
         return _context_step(_pythonforce_system(eager_copy(module, metadata).to(dtype), case, dtype), case, platform)
     if method == "ase":
         return _ase_step(model_file, case, dtype_name)
+    if method in PEER_METHODS:
+        return _context_step(_nequip_openmmml_system(case, method.endswith("-eval")), case, platform)
     if method == "classical":
         edge = case.box_nm[0, 0]
         system = classical_water_system(case.topology, cutoff_nm=min(0.9, 0.45 * edge))
