@@ -29,7 +29,6 @@ def brute_force(positions: Tensor, cutoff: float, box: Optional[Tensor] = None):
     Returns (i [E], j [E], shifts [E, 3] integer-valued float64, vectors [E, 3]).
     """
     pos = positions.detach().to(torch.float64)
-    n = pos.shape[0]
     if box is None:
         d = pos.unsqueeze(0) - pos.unsqueeze(1)  # [i, j, 3] = r_j - r_i
         mask = (d * d).sum(-1) < cutoff**2
