@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from .analysis import energy_drift
 from .systems import water_box
+from .units import ns_per_day
 
 SHIPPED_MODEL = os.path.join(os.path.dirname(__file__), "models", "water-gfn2.pt")
 UNTRAINED_MODEL = os.path.join("runs", "demo", "untrained-water-demo.pt")
@@ -109,8 +110,7 @@ def run_demo(settings: DemoSettings) -> dict:
     n_dof = 3 * n_atoms - 3  # CMMotionRemover removes 3
     drift = energy_drift(data[:, 0], data[:, 1] + data[:, 2], data[:, 1], n_atoms, n_dof, settings.temperature)
     ms_per_step = 1000.0 * seconds / settings.nve_steps
-    steps_per_day = unit.day.conversion_factor_to(unit.second) / (ms_per_step / 1000.0)
-    ns_per_day = steps_per_day * (settings.timestep_fs * unit.femtosecond).value_in_unit(unit.nanosecond)
+    simulated_ns_per_day = ns_per_day(ms_per_step, settings.timestep_fs)
     mean_temperature = 2 * data[:, 1].mean() / (n_dof * unit.MOLAR_GAS_CONSTANT_R.value_in_unit(
         unit.kilojoule_per_mole / unit.kelvin))
     result = {
@@ -120,11 +120,11 @@ def run_demo(settings: DemoSettings) -> dict:
         "timestep_fs": settings.timestep_fs,
         "nve_steps": settings.nve_steps,
         "ms_per_step": ms_per_step,
-        "ns_per_day": ns_per_day,
+        "ns_per_day": simulated_ns_per_day,
         "mean_temperature_K": float(mean_temperature),
         **drift.as_dict(),
     }
-    print(f"\nNVE: {ms_per_step:.2f} ms/step, {ns_per_day:.3f} ns/day at {settings.timestep_fs} fs, "
+    print(f"\nNVE: {ms_per_step:.2f} ms/step, {simulated_ns_per_day:.3f} ns/day at {settings.timestep_fs} fs, "
           f"<T> = {mean_temperature:.0f} K")
     print(f"Total-energy drift: {drift.drift_kT_per_ns_per_dof:+.3g} ± {drift.drift_stderr_kT_per_ns_per_dof:.2g} "
           f"kT/ns/dof ({drift.drift_meV_per_atom_per_ps:+.3g} meV/atom/ps), fluctuation "

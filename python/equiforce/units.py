@@ -44,3 +44,9 @@ def kj_per_mol_to_ev(x):
 def boltzmann_kj_per_mol(temperature_kelvin: float) -> float:
     """k_B T in kJ/mol for a temperature in K."""
     return (_u.MOLAR_GAS_CONSTANT_R * temperature_kelvin * _u.kelvin).value_in_unit(_u.kilojoule_per_mole)
+
+
+def ns_per_day(ms_per_step: float, timestep_fs: float) -> float:
+    """Simulated nanoseconds per day at ``timestep_fs`` (fs) for a cost of ``ms_per_step`` (ms)."""
+    steps_per_day = _u.day.conversion_factor_to(_u.millisecond) / ms_per_step
+    return steps_per_day * (timestep_fs * _u.femtosecond).value_in_unit(_u.nanosecond)

@@ -3,6 +3,8 @@ import statistics
 import time
 from typing import Callable, Dict
 
+from ..units import ns_per_day  # noqa: F401  (re-exported: benchmarks report ns/day)
+
 
 def time_steps(step: Callable[[int], None], warmup_steps: int, block_steps: int, blocks: int,
                synchronize: Callable[[], None] = lambda: None) -> Dict[str, float]:
@@ -20,11 +22,3 @@ def time_steps(step: Callable[[int], None], warmup_steps: int, block_steps: int,
         synchronize()
         per_step.append(1000.0 * (time.perf_counter() - start) / block_steps)
     return {"ms_per_step": statistics.median(per_step), "ms_min": min(per_step), "ms_max": max(per_step)}
-
-
-def ns_per_day(ms_per_step: float, timestep_fs: float) -> float:
-    """Simulated nanoseconds per day at ``timestep_fs`` for a cost of ``ms_per_step``."""
-    from openmm import unit
-
-    steps_per_day = unit.day.conversion_factor_to(unit.millisecond) / ms_per_step
-    return steps_per_day * (timestep_fs * unit.femtosecond).value_in_unit(unit.nanosecond)
