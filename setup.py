@@ -79,6 +79,7 @@ setup(
         "console_scripts": ["equiforce = equiforce.cli:main"],
         "openmmml.potentials": [
             "equiforce = equiforce.openmm.mlpotential:EquiforcePotentialImplFactory",
+            "equiforce-water-gfn2 = equiforce.openmm.mlpotential:ShippedPotentialImplFactory",
         ],
     },
     ext_modules=_ext_modules,

@@ -72,3 +72,15 @@ def energy_drift(
         fluctuation_kj_per_mol=float(np.std(total)),
         drift_ratio=abs(slope_per_ps * duration) / kinetic_std if kinetic_std > 0 else float("inf"),
     )
+
+
+def block_standard_error(samples: np.ndarray, n_blocks: int = 5) -> float:
+    """Standard error of the mean of a correlated time series by block averaging (``n_blocks`` equal blocks).
+
+    Same units as ``samples``; needs at least ``2 * n_blocks`` samples.
+    """
+    samples = np.asarray(samples, float)
+    if len(samples) < 2 * n_blocks:
+        raise ValueError(f"need at least {2 * n_blocks} samples for {n_blocks} blocks, got {len(samples)}")
+    means = np.array([block.mean() for block in np.array_split(samples, n_blocks)])
+    return float(means.std(ddof=1) / np.sqrt(n_blocks))

@@ -52,6 +52,6 @@ class EquiforceCalculator(Calculator):
             cell = torch.tensor(np.asarray(self.atoms.cell), dtype=self.dtype, device=self.device)
         energy = self.module(positions, self._species(self.atoms), cell)  # eV
         (gradient,) = torch.autograd.grad(energy, positions)
-        self.results["energy"] = float(energy)
-        self.results["free_energy"] = float(energy)
+        self.results["energy"] = float(energy.detach())
+        self.results["free_energy"] = float(energy.detach())
         self.results["forces"] = (-gradient).detach().cpu().numpy().astype(np.float64)  # [N, 3] eV/Å

@@ -84,6 +84,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_model, format_errors, write_json
+
+    result = evaluate_model(args.model, args.data, start=args.start, stop=args.stop, progress=True)
+    print(format_errors(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import os
 
@@ -166,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, cuda:N)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     train.set_defaults(run=_cmd_train)
+    evaluate = sub.add_parser("evaluate", help="energy and force errors of an exported model on labelled frames")
+    evaluate.add_argument("model", help="exported model file (equiforce export)")
+    evaluate.add_argument("data", nargs="+", help="labelled frames: extxyz or any format ASE reads")
+    evaluate.add_argument("--start", type=int, default=0, help="first frame (of the concatenated files)")
+    evaluate.add_argument("--stop", type=int, default=None, help="one past the last frame")
+    evaluate.add_argument("--json", default=None, help="also write the errors to this JSON file")
+    evaluate.set_defaults(run=_cmd_evaluate)
     bench = sub.add_parser("bench", help="speed (ms/step, ns/day) or NVE energy-conservation benchmark")
     bench.add_argument("what", choices=["speed", "nve"])
     bench.add_argument("--quick", action="store_true", help="smallest system, few steps (checks the pipeline)")

@@ -11,10 +11,11 @@ from openmm import unit
 from tqdm import tqdm
 
 from .analysis import energy_drift
+from .pretrained import SHIPPED_MODELS
 from .systems import water_box
 from .units import ns_per_day
 
-SHIPPED_MODEL = os.path.join(os.path.dirname(__file__), "models", "water-gfn2.pt")
+SHIPPED_MODEL = SHIPPED_MODELS["water-gfn2"].path
 UNTRAINED_MODEL = os.path.join("runs", "demo", "untrained-water-demo.pt")
 
 

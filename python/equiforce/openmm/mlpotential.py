@@ -1,6 +1,7 @@
-"""openmm-ml integration: ``MLPotential("equiforce", modelPath=FILE)``.
+"""openmm-ml integration: ``MLPotential("equiforce", modelPath=FILE)`` and the shipped models, e.g.
+``MLPotential("equiforce-water-gfn2")``.
 
-Registered through the ``openmmml.potentials`` entry point (see setup.py).
+Registered through the ``openmmml.potentials`` entry points (see setup.py).
 """
 from typing import Iterable, Optional
 
@@ -8,6 +9,7 @@ import openmm
 import openmm.app
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
+from ..pretrained import shipped_model_path
 from ._force import create_force
 
 
@@ -45,3 +47,18 @@ class EquiforcePotentialImplFactory(MLPotentialImplFactory):
         if modelPath is None:
             raise ValueError('MLPotential("equiforce") needs modelPath=<file written by equiforce export>')
         return EquiforcePotentialImpl(name, str(modelPath))
+
+
+class ShippedPotentialImplFactory(MLPotentialImplFactory):
+    """Creates the potential of a model shipped with equiforce, e.g. ``MLPotential("equiforce-water-gfn2")``.
+
+    The openmm-ml name selects the file (see :mod:`equiforce.pretrained`); nothing is downloaded.
+    """
+
+    def createImpl(self, name: str, modelPath: Optional[str] = None, **args) -> MLPotentialImpl:
+        if modelPath is not None:
+            raise ValueError(
+                f'MLPotential("{name}") uses the model shipped with equiforce; for a file of your own use '
+                f'MLPotential("equiforce", modelPath=...)'
+            )
+        return EquiforcePotentialImpl(name, shipped_model_path(name))
