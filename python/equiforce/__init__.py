@@ -5,7 +5,7 @@ and energies in kJ/mol (see :mod:`equiforce.units`).
 """
 __version__ = "0.1.0"
 
-from .nn import EquivariantPotential, ModelConfig  # noqa: E402
+from .nn import EquivariantPotential, ModelConfig, PropertyModel  # noqa: E402
 from .export import ModelFileError, export_model, load_model, read_metadata  # noqa: E402
 
-__all__ = ["ModelConfig", "EquivariantPotential", "export_model", "load_model", "read_metadata", "ModelFileError"]
+__all__ = ["ModelConfig", "EquivariantPotential", "PropertyModel", "export_model", "load_model", "read_metadata", "ModelFileError"]

@@ -5,7 +5,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from . import __version__
-from .nn import EquivariantPotential, ModelConfig
+from .nn import EquivariantPotential, ModelConfig, build_model
 
 
 def save_checkpoint(model: EquivariantPotential, path: str, extra: Optional[Dict[str, Any]] = None) -> None:
@@ -33,10 +33,15 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
 
 
 def model_from_checkpoint(path: str, use_ema: bool = True) -> EquivariantPotential:
-    """Rebuild the model stored in a checkpoint (the EMA weights when present and ``use_ema``)."""
+    """Rebuild the model stored in a checkpoint (the EMA weights when present and ``use_ema``).
+
+    Energy-only checkpoints give an :class:`EquivariantPotential`; checkpoints whose config names heads give a
+    :class:`~equiforce.nn.PropertyModel` (a subclass, so energy code accepts it).
+    """
     payload = load_checkpoint(path)
     state = payload.get("ema_state") if use_ema and payload.get("ema_state") is not None else payload["model_state"]
     # build in the stored precision before loading, so float64 weights are not rounded through float32
-    model = EquivariantPotential(ModelConfig.from_dict(payload["config"])).to(state["network.energy_scale"].dtype)
+    # (a PropertyModel when the config names heads)
+    model = build_model(ModelConfig.from_dict(payload["config"])).to(state["network.energy_scale"].dtype)
     model.load_state_dict(state)
     return model

@@ -6,26 +6,42 @@ from typing import Any, Dict, Tuple
 import torch
 from e3nn.util.jit import script
 
-from ..nn import EquivariantPotential
+from ..nn import EquivariantPotential, build_model
 from ._metadata import DTYPES, METADATA_FILE, ModelFileError, build_metadata, read_metadata
 
 
-def export_model(model: EquivariantPotential, path: str, dtype: str = "float32") -> Dict[str, Any]:
+def export_model(
+    model: EquivariantPotential, path: str, dtype: str = "float32", properties: bool = False
+) -> Dict[str, Any]:
     """Compile ``model`` with TorchScript and write it, with its metadata, to ``path``.
 
     The file's ``forward(positions [N,3] Å, species [N], cell [3,3] Å or None) -> energy (eV)`` and
     ``batch_energy`` methods need no equiforce Python code to run. Returns the metadata written.
+
+    By default the energy model alone is written, also for a :class:`~equiforce.nn.PropertyModel` (its heads
+    are left out, so the file is what a TorchForce needs). ``properties=True`` writes the property model
+    instead: the same ``forward`` plus ``properties(positions, species, cell)`` and ``batch_properties``
+    returning the heads' outputs; its metadata lists them under ``"outputs"``.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    state = model.state_dict()
     # A fresh copy (e3nn modules do not deepcopy), converted before loading so float64 weights stay exact.
-    deployed = EquivariantPotential(model.config).to(DTYPES[dtype])
-    deployed.load_state_dict(model.state_dict())
+    if properties:
+        if not model.config.heads:
+            raise ValueError("properties=True needs a model with heads (ModelConfig.heads)")
+        deployed = build_model(model.config).to(DTYPES[dtype])
+    else:
+        deployed = EquivariantPotential(model.config).to(DTYPES[dtype])
+        state = {name: value for name, value in state.items() if not name.startswith("heads.")}
+    deployed.load_state_dict(state)
     deployed = deployed.eval()
     for parameter in deployed.parameters():
         parameter.requires_grad_(False)
     compiled = script(deployed)
     metadata = build_metadata(model.config, dtype)
+    if properties:
+        metadata["outputs"] = ["energy"] + list(model.config.heads)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     temporary = path + ".partial"

@@ -1,12 +1,22 @@
-"""Model building blocks and the equivariant potential."""
-from ._config import ModelConfig
+"""Model building blocks, the equivariant potential and its property heads."""
+from ._config import HEAD_CHOICES, ModelConfig
+from ._heads import HEADS, DipoleHead, PolarizabilityHead, PseudoscalarHead, build_heads
 from ._interaction import Interaction
 from ._model import AtomicEnergies, EquivariantPotential, hidden_irreps, spherical_harmonics_irreps
+from ._property_model import PropertyModel, build_model
 from ._radial import PolynomialEnvelope, RadialEmbedding
 
 __all__ = [
     "ModelConfig",
     "EquivariantPotential",
+    "PropertyModel",
+    "build_model",
+    "HEAD_CHOICES",
+    "HEADS",
+    "DipoleHead",
+    "PolarizabilityHead",
+    "PseudoscalarHead",
+    "build_heads",
     "AtomicEnergies",
     "Interaction",
     "RadialEmbedding",

@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Optional
 from ase.data import atomic_numbers as _ATOMIC_NUMBERS
 
 HIDDEN_PARITY_CHOICES = ("natural", "both")
+#: Property heads that :class:`~equiforce.nn.PropertyModel` can add to the trunk (see ``equiforce.nn._heads``).
+HEAD_CHOICES = ("dipole", "polarizability", "pseudoscalar")
 
 
 @dataclass
@@ -45,6 +47,10 @@ class ModelConfig:
         Per-element energy shift in eV (one per element, default 0), added to each atomic energy.
     atomic_energy_scales
         Per-element energy scale in eV (one per element, default 1), multiplying each atomic output.
+    heads
+        Property heads on the shared trunk, any of ``"dipole"`` (e·Å), ``"polarizability"`` (Å³) and
+        ``"pseudoscalar"`` (needs odd-parity hidden channels: ``parity=True, hidden_parity="both"``). Default
+        empty: an energy-only model. Used by :class:`~equiforce.nn.PropertyModel`; the energy path ignores it.
     """
 
     elements: List[str]
@@ -61,6 +67,7 @@ class ModelConfig:
     avg_num_neighbors: float = 20.0
     atomic_energy_shifts: Optional[List[float]] = None
     atomic_energy_scales: Optional[List[float]] = None
+    heads: List[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.elements = list(self.elements)
@@ -92,6 +99,12 @@ class ModelConfig:
                 )
             else:
                 setattr(self, name, [float(v) for v in values])
+        self.heads = [str(h) for h in (self.heads or [])]
+        unknown_heads = [h for h in self.heads if h not in HEAD_CHOICES]
+        if unknown_heads:
+            raise ValueError(f"ModelConfig.heads: unknown heads {unknown_heads}; choose from {HEAD_CHOICES}")
+        if len(set(self.heads)) != len(self.heads):
+            raise ValueError(f"ModelConfig.heads has duplicates: {self.heads}")
 
     @property
     def atomic_numbers(self) -> List[int]:
@@ -99,8 +112,15 @@ class ModelConfig:
         return [_ATOMIC_NUMBERS[e] for e in self.elements]
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain-Python dictionary (JSON- and ``weights_only``-safe)."""
-        return dataclasses.asdict(self)
+        """Plain-Python dictionary (JSON- and ``weights_only``-safe).
+
+        ``heads`` is written only when non-empty, so the checkpoints and exported files of energy-only models
+        are exactly what they were before heads existed (and :meth:`from_dict` reads dictionaries without it).
+        """
+        data = dataclasses.asdict(self)
+        if not data["heads"]:
+            del data["heads"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ModelConfig":

@@ -35,7 +35,9 @@ class AtomicEnergies(nn.Module):
     """Graph -> atomic energies: species embedding, interaction blocks, readout, per-element scale and shift.
 
     Shared by the entry points of :class:`EquivariantPotential` (``forward`` for one structure, with a dynamic
-    or a fixed-capacity neighbour list, and ``batch_energy`` for training batches).
+    or a fixed-capacity neighbour list, and ``batch_energy`` for training batches). ``forward`` is
+    :meth:`features` (the shared trunk) followed by :meth:`energies` (the readout); property heads
+    (:class:`~equiforce.nn.PropertyModel`) read the same :meth:`features`.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -65,6 +67,8 @@ class AtomicEnergies(nn.Module):
             layers.append(layer)
             irreps = layer.irreps_out
         self.layers = nn.ModuleList(layers)
+        #: Irreps of the final hidden features (the last interaction block's output), see :meth:`features`.
+        self.irreps_features = irreps
         self.readout = o3.Linear(irreps, o3.Irreps("1x0e"))
         self.register_buffer("energy_shift", torch.tensor(config.atomic_energy_shifts))  # [S] eV
         self.register_buffer("energy_scale", torch.tensor(config.atomic_energy_scales))  # [S] eV
@@ -72,6 +76,12 @@ class AtomicEnergies(nn.Module):
     def forward(self, positions: Tensor, species: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:
         """positions [N, 3] Å (only its size and dtype are used), species [N] long, edge_index [2, E],
         vectors [E, 3] Å from centre to neighbour -> [N] atomic energies in eV."""
+        return self.energies(self.features(positions, species, edge_index, vectors), species)
+
+    @torch.jit.export
+    def features(self, positions: Tensor, species: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:
+        """The trunk: same inputs as :meth:`forward` -> [N, irreps_features.dim] final hidden features
+        (dimensionless), the input of the energy readout and of any property head."""
         species_onehot = torch.nn.functional.one_hot(species, self.num_species).to(positions.dtype)  # [N, S]
         lengths = torch.linalg.norm(vectors, dim=1)  # [E]
         edge_sh = self.spherical_harmonics(vectors)  # [E, sh.dim]
@@ -79,6 +89,11 @@ class AtomicEnergies(nn.Module):
         features = self.embedding(species_onehot)  # [N, C]
         for layer in self.layers:
             features = layer(features, species_onehot, edge_index, edge_sh, edge_radial)
+        return features
+
+    @torch.jit.export
+    def energies(self, features: Tensor, species: Tensor) -> Tensor:
+        """The energy readout: features [N, irreps_features.dim], species [N] -> [N] atomic energies in eV."""
         raw = self.readout(features).squeeze(-1)  # [N]
         return raw * self.energy_scale.index_select(0, species) + self.energy_shift.index_select(0, species)
 
