@@ -32,6 +32,10 @@ class Batch:
         Reference energies in eV (``None`` when any frame lacks one).
     forces : Tensor [N, 3] or None
         Reference forces in eV/Å (``None`` when any frame lacks them).
+    dipole : Tensor [num_graphs, 3] or None
+        Reference dipoles in e·Å, NaN for frames without one (``None`` when no frame has one).
+    polarizability : Tensor [num_graphs, 3, 3] or None
+        Reference polarizabilities in Å³, NaN for frames without one (``None`` when no frame has one).
     """
 
     positions: Tensor
@@ -43,6 +47,17 @@ class Batch:
     num_graphs: int
     energy: Optional[Tensor]
     forces: Optional[Tensor]
+    dipole: Optional[Tensor] = None
+    polarizability: Optional[Tensor] = None
+
+
+def _stack_labels(graphs: Sequence[Graph], name: str) -> Optional[Tensor]:
+    """[B, ...] stack of the frame label ``name``, NaN where a frame has none; None when no frame has one."""
+    labelled = [getattr(g, name) for g in graphs if getattr(g, name) is not None]
+    if not labelled:
+        return None
+    missing = torch.full_like(labelled[0], float("nan"))
+    return torch.stack([missing if getattr(g, name) is None else getattr(g, name) for g in graphs])
 
 
 def collate(graphs: Sequence[Graph]) -> Batch:
@@ -66,6 +81,8 @@ def collate(graphs: Sequence[Graph]) -> Batch:
         num_graphs=len(graphs),
         energy=torch.stack([g.energy for g in graphs]) if have_energy else None,  # [B]
         forces=torch.cat([g.forces for g in graphs]) if have_forces else None,  # [N, 3]
+        dipole=_stack_labels(graphs, "dipole"),  # [B, 3] or None
+        polarizability=_stack_labels(graphs, "polarizability"),  # [B, 3, 3] or None
     )
 
 

@@ -30,6 +30,10 @@ class Graph:
     cell : Tensor [3, 3] or None
         Lattice vectors as rows in Å (``None`` for an open frame); kept for reference, the edges already
         carry the periodic images.
+    dipole : Tensor [3] or None
+        Molecular dipole label in e·Å (open frames only).
+    polarizability : Tensor [3, 3] or None
+        Polarizability label in Å³.
     """
 
     positions: Tensor
@@ -39,6 +43,8 @@ class Graph:
     energy: Optional[Tensor]
     forces: Optional[Tensor]
     cell: Optional[Tensor]
+    dipole: Optional[Tensor] = None
+    polarizability: Optional[Tensor] = None
 
     @property
     def num_atoms(self) -> int:
@@ -85,6 +91,8 @@ def structure_to_graph(structure: Structure, elements: Sequence[str], cutoff: fl
         energy=energy,
         forces=None if structure.forces is None else structure.forces.clone(),
         cell=None if structure.cell is None else structure.cell.clone(),
+        dipole=None if structure.dipole is None else structure.dipole.clone(),
+        polarizability=None if structure.polarizability is None else structure.polarizability.clone(),
     )
 
 

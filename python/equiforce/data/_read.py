@@ -17,10 +17,19 @@ def _label(atoms, key: str, per_atom: bool):
     return store.get(key)
 
 
-def structure_from_atoms(atoms, source: str, energy_key: str = "energy", forces_key: str = "forces") -> Structure:
-    """Convert one ``ase.Atoms`` to a :class:`Structure` (Å, eV, eV/Å).
+def structure_from_atoms(
+    atoms,
+    source: str,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    dipole_key: Optional[str] = None,
+    polarizability_key: Optional[str] = None,
+) -> Structure:
+    """Convert one ``ase.Atoms`` to a :class:`Structure` (Å, eV, eV/Å; dipole e·Å, polarizability Å³).
 
-    A frame must be periodic in all three directions or in none; partial periodicity is refused.
+    A frame must be periodic in all three directions or in none; partial periodicity is refused. The dipole
+    and polarizability are read only when their key is given (calculator results, then ``atoms.info``); a frame
+    without them gets ``None``.
     """
     pbc = np.asarray(atoms.get_pbc(), dtype=bool)  # [3]
     if pbc.all():
@@ -40,7 +49,17 @@ def structure_from_atoms(atoms, source: str, energy_key: str = "energy", forces_
         energy=None if energy is None else float(np.asarray(energy).reshape(())),
         forces=None if forces is None else np.asarray(forces, dtype=np.float64),
         source=source,
+        dipole=_optional_array(atoms, dipole_key),
+        polarizability=_optional_array(atoms, polarizability_key),
     )
+
+
+def _optional_array(atoms, key: Optional[str]):
+    """float64 array of the frame-level label ``key``, or None (no key asked for, or the frame lacks it)."""
+    if key is None:
+        return None
+    value = _label(atoms, key, per_atom=False)
+    return None if value is None else np.asarray(value, dtype=np.float64)
 
 
 def read_structures(
@@ -50,6 +69,8 @@ def read_structures(
     require_forces: bool = True,
     energy_key: str = "energy",
     forces_key: str = "forces",
+    dipole_key: Optional[str] = None,
+    polarizability_key: Optional[str] = None,
 ) -> List[Structure]:
     """Read every frame of one or more files (extxyz or anything ``ase.io.read`` understands).
 
@@ -63,6 +84,9 @@ def read_structures(
         Raise :class:`DataError` naming the file and frame when a frame lacks an energy (eV) / forces (eV/Å).
     energy_key, forces_key
         Names of the labels: looked up in the calculator results, then in ``atoms.info`` / ``atoms.arrays``.
+    dipole_key, polarizability_key
+        Names of optional frame labels (dipole, 3 values, e·Å; polarizability, 3 × 3 or 9 values, Å³), read
+        only when given; frames without them are kept (with ``None``).
 
     Returns
     -------
@@ -85,7 +109,9 @@ def read_structures(
         except Exception as error:  # ASE raises many kinds; name the file
             raise DataError(f"cannot read {path}: {type(error).__name__}: {error}") from error
         for k, atoms in enumerate(frames):
-            structure = structure_from_atoms(atoms, f"{path}:{k}", energy_key, forces_key)
+            structure = structure_from_atoms(
+                atoms, f"{path}:{k}", energy_key, forces_key, dipole_key, polarizability_key
+            )
             if require_energy and structure.energy is None:
                 raise DataError(f"{structure.source}: frame has no energy (key {energy_key!r})")
             if require_forces and structure.forces is None:

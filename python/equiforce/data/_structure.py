@@ -29,6 +29,10 @@ class Structure:
         Forces in eV/Å.
     source : str
         Where the frame came from, ``"path:frame_index"``, for error messages.
+    dipole : Tensor [3], float64, or None
+        Molecular dipole in e·Å (open frames only: a periodic frame's dipole depends on the choice of images).
+    polarizability : Tensor [3, 3], float64, or None
+        Polarizability in Å³ (9 values are read as a 3 × 3 matrix, rows first).
     """
 
     symbols: List[str]
@@ -37,6 +41,8 @@ class Structure:
     energy: Optional[float]
     forces: Optional[Tensor]
     source: str = "<memory>"
+    dipole: Optional[Tensor] = None
+    polarizability: Optional[Tensor] = None
 
     def __post_init__(self) -> None:
         self.symbols = list(self.symbols)
@@ -54,6 +60,19 @@ class Structure:
                 raise DataError(f"{self.source}: forces have shape {tuple(self.forces.shape)}, expected ({n}, 3)")
         if self.energy is not None:
             self.energy = float(self.energy)
+        if self.dipole is not None:
+            self.dipole = torch.as_tensor(self.dipole, dtype=torch.float64).reshape(-1)
+            if self.dipole.shape != (3,):
+                raise DataError(f"{self.source}: dipole has {self.dipole.numel()} values, expected 3 (e·Å)")
+            if self.cell is not None:
+                raise DataError(
+                    f"{self.source}: a periodic frame has a dipole label; dipoles are learned on open frames only"
+                )
+        if self.polarizability is not None:
+            values = torch.as_tensor(self.polarizability, dtype=torch.float64)
+            if values.numel() != 9:
+                raise DataError(f"{self.source}: polarizability has {values.numel()} values, expected 9 (3 × 3, Å³)")
+            self.polarizability = values.reshape(3, 3)
 
     @property
     def num_atoms(self) -> int:

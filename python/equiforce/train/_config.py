@@ -36,6 +36,13 @@ class TrainConfig:
         ``avg_num_neighbors`` default to statistics of the training split.
     energy_weight, force_weight
         Loss = energy_weight · mean((ΔE / N)²) [(eV/atom)²] + force_weight · mean(ΔF²) [(eV/Å)²].
+    dipole_weight, polarizability_weight
+        Weights of the property heads' terms, added to the loss: dipole_weight · mean(Δμ²) [(e·Å)²] and
+        polarizability_weight · mean(Δα²) [Å⁶], means over the components of the frames that carry the label.
+        Default 0 (no term). A positive weight needs the head in ``model["heads"]``.
+    dipole_key, polarizability_key
+        Label names of the dipole (3 values, e·Å, open frames only) and polarizability (3 × 3 or 9 values, Å³),
+        read (calculator results, then ``info``) when the model has the head.
     batch_size
         Frames per optimisation step.
     lr, weight_decay
@@ -76,6 +83,10 @@ class TrainConfig:
     model: Dict[str, Any] = field(default_factory=dict)
     energy_weight: float = 10.0
     force_weight: float = 1.0
+    dipole_weight: float = 0.0
+    polarizability_weight: float = 0.0
+    dipole_key: str = "dipole"
+    polarizability_key: str = "polarizability"
     batch_size: int = 4
     lr: float = 5e-3
     weight_decay: float = 0.0
@@ -111,6 +122,16 @@ class TrainConfig:
             raise ValueError("TrainConfig.batch_size must be >= 1 and max_epochs >= 0")
         if self.energy_weight < 0 or self.force_weight < 0 or self.energy_weight + self.force_weight == 0:
             raise ValueError("TrainConfig.energy_weight and force_weight must be >= 0, not both 0")
+        heads = list(self.model.get("heads") or [])
+        for head in ("dipole", "polarizability"):
+            weight = getattr(self, f"{head}_weight")
+            if weight < 0:
+                raise ValueError(f"TrainConfig.{head}_weight must be >= 0, got {weight}")
+            if weight > 0 and head not in heads:
+                raise ValueError(
+                    f"TrainConfig.{head}_weight = {weight} but the model has no {head} head: add {head!r} to "
+                    f"model['heads'] (now {heads})"
+                )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.patience is not None and self.patience < 1:

@@ -10,6 +10,7 @@ import torch
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..data import (
+    DataError,
     GraphDataset,
     average_num_neighbors,
     chemical_symbols,
@@ -20,12 +21,13 @@ from ..data import (
     read_structures,
     split_indices,
 )
-from ..nn import EquivariantPotential, ModelConfig
+from ..nn import EquivariantPotential, ModelConfig, build_model
 from ..units import MODEL_UNITS
 from ._config import RESUMABLE_KEYS, TrainConfig
 from ._ema import ExponentialMovingAverage
 from ._history import write_history, write_json
 from ._metrics import ErrorMetrics, predict, weighted_loss
+from ._properties import LABELLED_HEADS, PropertyMetrics, predict_properties, property_loss
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LAST, BEST, METRICS = "last.ckpt", "best.ckpt", "metrics.json"
@@ -43,16 +45,26 @@ def resolve_device(name: str) -> torch.device:
 
 
 def data_fingerprint(structures) -> str:
-    """SHA-256 of the frames' sources, symbols, energies and coordinates (detects changed data on resume)."""
+    """SHA-256 of the frames' sources, symbols, energies and coordinates (detects changed data on resume), and
+    of their dipole and polarizability labels where they have them (frames without are hashed as before)."""
     digest = hashlib.sha256()
     for structure in structures:
         digest.update(f"{structure.source}|{','.join(structure.symbols)}|{structure.energy!r}|".encode())
         digest.update(structure.positions.numpy().tobytes())
+        for name in ("dipole", "polarizability"):
+            label = getattr(structure, name)
+            if label is not None:
+                digest.update(f"|{name}|".encode() + label.numpy().tobytes())
     return digest.hexdigest()
 
 
 class Trainer:
     """Train an :class:`~equiforce.nn.EquivariantPotential` on labelled frames.
+
+    With dipole or polarizability heads in ``config.model["heads"]`` the model is a
+    :class:`~equiforce.nn.PropertyModel`, the labels are read too, and the heads' loss terms
+    (``dipole_weight``, ``polarizability_weight``) and errors (``dipole_mae`` ... in e·Å, Å³) are added;
+    without them training is exactly what it was before heads existed.
 
     Parameters
     ----------
@@ -77,8 +89,14 @@ class Trainer:
         self.output_dir = config.output_dir
         checkpoint = self._checkpoint_to_resume(resume)
 
+        heads = list(config.model.get("heads") or [])
         structures = read_structures(
-            config.data, config.max_frames, energy_key=config.energy_key, forces_key=config.forces_key
+            config.data,
+            config.max_frames,
+            energy_key=config.energy_key,
+            forces_key=config.forces_key,
+            dipole_key=config.dipole_key if "dipole" in heads else None,
+            polarizability_key=config.polarizability_key if "polarizability" in heads else None,
         )
         splits = split_indices(len(structures), config.split, config.seed)
         self.split = dict(zip(("train", "validation", "test"), splits))  # frame indices
@@ -94,13 +112,17 @@ class Trainer:
         self.sources = dataset.sources
         dataset.to(self.device, self.dtype)
         self.graphs = {name: dataset.subset(indices) for name, indices in self.split.items()}
+        #: Heads trained against labels (dipole, polarizability); empty: the energy-only loop, as before heads.
+        self.labelled_heads = [h for h in model_config.heads if h in LABELLED_HEADS]
+        self.head_weights = {"dipole": config.dipole_weight, "polarizability": config.polarizability_weight}
+        self._check_head_labels()
 
         torch.manual_seed(config.seed)
-        self.model = EquivariantPotential(model_config).to(device=self.device, dtype=self.dtype)
+        self.model = build_model(model_config).to(device=self.device, dtype=self.dtype)
         with torch.no_grad():  # the model builds these buffers in float32; set them at full precision
             self.model.network.energy_shift.copy_(torch.tensor(model_config.atomic_energy_shifts, dtype=torch.float64))
             self.model.network.energy_scale.copy_(torch.tensor(model_config.atomic_energy_scales, dtype=torch.float64))
-        averaged = EquivariantPotential(model_config).to(device=self.device, dtype=self.dtype)
+        averaged = build_model(model_config).to(device=self.device, dtype=self.dtype)
         self.ema = ExponentialMovingAverage(self.model, averaged, config.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         if config.schedule == "plateau":
@@ -134,10 +156,26 @@ class Trainer:
             return None
         return load_checkpoint(last)
 
+    def _check_head_labels(self) -> None:
+        """A head with a positive loss weight needs labelled frames in the training split."""
+        for name in self.labelled_heads:
+            if self.head_weights[name] > 0 and not any(getattr(g, name) is not None for g in self.graphs["train"]):
+                raise DataError(
+                    f"{name}_weight is {self.head_weights[name]} but no training frame has a {name} label "
+                    f"(key {getattr(self.config, name + '_key')!r})"
+                )
+
     def _check_compatible(self, checkpoint: Dict[str, Any]) -> None:
-        """Refuse to resume with different settings (other than :data:`RESUMABLE_KEYS`) or different data."""
+        """Refuse to resume with different settings (other than :data:`RESUMABLE_KEYS`) or different data.
+
+        A setting missing from an older checkpoint counts as its default (settings added later, such as the
+        head weights, do not block resuming runs that did not use them).
+        """
         stored, current = checkpoint["train_config"], self.config.to_dict()
-        changed = sorted(k for k in current if k not in RESUMABLE_KEYS and stored.get(k) != current[k])
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+        changed = sorted(
+            k for k in current if k not in RESUMABLE_KEYS and stored.get(k, defaults.get(k)) != current[k]
+        )
         if changed:
             raise ValueError(
                 f"cannot resume {self._path(LAST)}: settings {changed} differ from the checkpoint's "
@@ -228,6 +266,18 @@ class Trainer:
     def _metrics(self) -> ErrorMetrics:
         return ErrorMetrics(self.model_config.elements, self.config.energy_weight, self.config.force_weight)
 
+    def _head_metrics(self) -> PropertyMetrics:
+        return PropertyMetrics(self.labelled_heads, self.head_weights)
+
+    def _merge(self, result: Dict[str, Any], head_metrics: PropertyMetrics) -> Dict[str, Any]:
+        """Energy/force metrics plus the heads' errors, with the heads' loss terms added to ``loss``."""
+        if not self.labelled_heads or result.get("num_frames", 0) == 0:
+            return result
+        heads = head_metrics.compute()
+        result["loss"] = result["loss"] + heads.pop("loss")
+        result.update(heads)
+        return result
+
     def train_one_epoch(self) -> Dict[str, Any]:
         """One pass over the shuffled training split; returns the running training metrics of the epoch."""
         from tqdm.auto import tqdm
@@ -235,6 +285,7 @@ class Trainer:
         config = self.config
         self.model.train()
         metrics = self._metrics()
+        head_metrics = self._head_metrics()
         graphs = self.graphs["train"]
         bar = tqdm(
             total=num_batches(len(graphs), config.batch_size),
@@ -246,8 +297,14 @@ class Trainer:
         with bar:
             for batch in iterate_batches(graphs, config.batch_size, shuffle=True, generator=self.shuffle_generator):
                 self.optimizer.zero_grad(set_to_none=True)
-                energy, forces = predict(self.model, batch, create_graph=True)  # [B] eV, [N, 3] eV/Å
-                loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+                if self.labelled_heads:
+                    energy, forces, outputs = predict_properties(self.model, batch, create_graph=True)
+                    loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+                    loss = loss + property_loss(outputs, batch, self.head_weights)
+                    head_metrics.update(outputs, batch)
+                else:
+                    energy, forces = predict(self.model, batch, create_graph=True)  # [B] eV, [N, 3] eV/Å
+                    loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight)
                 loss.backward()
                 if config.clip_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad_norm)
@@ -257,7 +314,7 @@ class Trainer:
                 if config.progress:
                     bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.running().items()}, refresh=False)
                 bar.update(1)
-        result = metrics.compute(per_element=False)
+        result = self._merge(metrics.compute(per_element=False), head_metrics)
         if not math.isfinite(result["loss"]):
             raise FloatingPointError(
                 f"training loss is {result['loss']} in epoch {self.epoch + 1}; lower lr or check the data"
@@ -270,10 +327,15 @@ class Trainer:
             return None
         model.eval()
         metrics = self._metrics()
+        head_metrics = self._head_metrics()
         for batch in iterate_batches(graphs, self.config.batch_size):
-            energy, forces = predict(model, batch, create_graph=False)
+            if self.labelled_heads:
+                energy, forces, outputs = predict_properties(model, batch, create_graph=False)
+                head_metrics.update(outputs, batch)
+            else:
+                energy, forces = predict(model, batch, create_graph=False)
             metrics.update(energy, forces, batch)
-        return metrics.compute()
+        return self._merge(metrics.compute(), head_metrics)
 
     def run_epoch(self) -> Dict[str, Any]:
         """Train one epoch, validate the averaged weights, step the schedule, save checkpoints and the log."""
@@ -302,6 +364,10 @@ class Trainer:
         }
         for key in ("loss", "energy_mae", "energy_rmse", "force_mae", "force_rmse"):
             row[f"val_{key}"] = validation[key] if validation is not None else None
+        for head in self.labelled_heads:  # e·Å, Å³; None where the split has no labelled frame
+            row[f"train_{head}_mae"] = train.get(f"{head}_mae")
+            row[f"val_{head}_mae"] = validation.get(f"{head}_mae") if validation is not None else None
+            row[f"val_{head}_rmse"] = validation.get(f"{head}_rmse") if validation is not None else None
         row.update({"best": improved, "seconds": time.perf_counter() - start})
         self.history.append(row)
         if improved:
@@ -351,8 +417,10 @@ class Trainer:
         if self.best_epoch == 0:  # no epoch was trained (max_epochs 0): the initial weights are the best
             self.save(self._path(BEST))
         model = self.load_best()
+        units = dict(METRIC_UNITS)
+        units.update({head: LABELLED_HEADS[head] for head in self.labelled_heads})
         results: Dict[str, Any] = {
-            "units": METRIC_UNITS,
+            "units": units,
             "model_units": MODEL_UNITS,
             "epochs": self.epoch,
             "best_epoch": self.best_epoch,
