@@ -4,13 +4,11 @@ Every head has the same call, ``head(features [N, F], positions [N, 3] Å, batch
 so that :class:`~equiforce.nn.PropertyModel` can hold any set of them in a ``ModuleDict`` and TorchScript can
 loop over it. A head's symmetry comes from the irreps it reads and writes:
 
-========================  =========================  ==========  =======================================
-head                      per-atom output (irreps)    unit        per structure, under x -> R x (R in O(3))
-========================  =========================  ==========  =======================================
-:class:`DipoleHead`       charge 0e + dipole 1o       e·Å         μ -> R μ (polar vector)
-:class:`PolarizabilityHead`  0e + 2e                  Å³          α -> R α Rᵀ (symmetric 3 × 3)
-:class:`PseudoscalarHead` 0o                          (none)      s -> det(R) s
-========================  =========================  ==========  =======================================
+- :class:`DipoleHead`: per atom a charge (0e) and a dipole (1o); μ [3] in e·Å; μ -> R μ (a polar vector).
+- :class:`PolarizabilityHead`: per atom 0e + 2e; α [3, 3] in Å³, symmetric; α -> R α Rᵀ.
+- :class:`PseudoscalarHead`: per atom 0o; s [] (dimensionless); s -> det(R) s.
+
+(R any rotation or improper rotation of the structure's coordinates.)
 """
 from typing import List
 
