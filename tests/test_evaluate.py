@@ -72,3 +72,12 @@ def test_cli_prints_and_writes_the_errors_and_names_unknown_elements(model_and_f
     carbon.calc = SinglePointCalculator(carbon, energy=0.0, forces=np.zeros((len(carbon), 3)))
     assert cli_main(["evaluate", path, _write([carbon], tmp_path / "carbon.extxyz")]) == 2
     assert "['C']" in capsys.readouterr().err
+
+
+def test_frames_can_be_chosen_by_index_and_bad_indices_are_named(model_and_frames, tmp_path):
+    path, frames = model_and_frames
+    data = _write(frames, tmp_path / "frames.extxyz")
+    result = evaluate_model(path, data, indices=[4, 0])
+    assert result["frames"] == 2 and result["first_frame"].endswith(":4") and result["last_frame"].endswith(":0")
+    with pytest.raises(ValueError, match=r"\[6\] are outside the 6 frames"):
+        evaluate_model(path, data, indices=[1, 6])

@@ -22,8 +22,10 @@ def evaluate_model(
     start: int = 0,
     stop: Optional[int] = None,
     progress: bool = False,
+    indices: Optional[Sequence[int]] = None,
 ) -> Dict[str, object]:
-    """Energy and force errors of ``model_file`` on frames ``start:stop`` of ``data`` (extxyz or any ASE format).
+    """Energy and force errors of ``model_file`` on frames ``start:stop`` of ``data`` (extxyz or any ASE format),
+    or on the frames ``indices`` (of the concatenated files) when given.
 
     Returns a dict with ``frames``, ``atoms``, ``energy_mae``/``energy_rmse`` (meV/atom), ``force_mae``/
     ``force_rmse`` (meV/Å), ``force_mae_per_element``/``force_rmse_per_element`` (meV/Å) and ``sources``
@@ -34,7 +36,14 @@ def evaluate_model(
     model, metadata = load_model(model_file)
     elements: List[str] = list(metadata["elements"])
     dtype = getattr(torch, metadata["dtype"])
-    structures = read_structures(data)[start:stop]
+    structures = read_structures(data)
+    if indices is not None:
+        outside = [i for i in indices if not 0 <= i < len(structures)]
+        if outside:
+            raise ValueError(f"frame indices {outside[:5]} are outside the {len(structures)} frames of {data}")
+        structures = [structures[i] for i in indices]
+    else:
+        structures = structures[start:stop]
     if not structures:
         raise ValueError(f"no frames in {data} between {start} and {stop}")
     energy_errors: List[float] = []  # [frames] eV/atom
