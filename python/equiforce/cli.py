@@ -130,6 +130,33 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_spectra(args: argparse.Namespace) -> int:
+    import ase.io
+    import numpy as np
+    from scipy.signal import find_peaks
+
+    from .spectra import NVESettings
+    from .spectra._pipeline import md_spectra, save_spectra
+
+    atoms = ase.io.read(args.structure)
+    settings = NVESettings(temperature_K=args.temperature, trajectories=args.trajectories,
+                           thermalise_ps=args.thermalise_ps, nve_ps=args.nve_ps, timestep_fs=args.timestep,
+                           save_every_fs=args.save_every, platform=args.platform, seed=args.seed)
+    result = md_spectra(args.model, args.properties, atoms, settings, args.out_dir, max_lag_fs=args.max_lag)
+    print(f"resolution {result['ir'].resolution:.1f} cm^-1; strongest peaks above {args.min_wavenumber} cm^-1:")
+    for kind in ("ir", "raman_iso", "raman_aniso"):
+        spectrum = result[kind]
+        above = spectrum.wavenumber > args.min_wavenumber
+        found, _ = find_peaks(spectrum.intensity * above)
+        strongest = sorted(found, key=lambda k: -spectrum.intensity[k])[:args.peaks]
+        print(f"  {kind:12s}" + "".join(f"{spectrum.wavenumber[k]:9.1f}" for k in sorted(strongest)))
+    out = args.json or f"{args.out_dir}/spectra.json"
+    save_spectra(result, out, {"settings": vars(settings), "mean_temperature_K":
+                               float(np.mean(result["md"]["mean_temperature_K"]))})
+    print(f"wrote {out} and {args.out_dir}/properties.npz")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equiforce", description="E(3)-equivariant ML potentials for OpenMM")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +220,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--peers", action="store_true",
                        help="also run nequip through openmm-ml (needs requirements-bench.txt and the peer build)")
     bench.set_defaults(run=_cmd_bench)
+    spectra = sub.add_parser("spectra", help="IR and Raman spectra of one molecule from NVE trajectories in OpenMM")
+    spectra.add_argument("structure", help="the molecule (any file ASE reads; open boundaries, Å)")
+    spectra.add_argument("--model", required=True, help="exported energy model (drives the MD)")
+    spectra.add_argument("--properties", required=True,
+                         help="exported property model with dipole and polarizability heads (export properties=True)")
+    spectra.add_argument("--temperature", type=float, default=300.0, help="thermalisation temperature, K")
+    spectra.add_argument("--trajectories", type=int, default=6, help="independent NVE trajectories (averaged)")
+    spectra.add_argument("--thermalise-ps", type=float, default=0.5, help="Langevin thermalisation per trajectory")
+    spectra.add_argument("--nve-ps", type=float, default=10.0, help="NVE length per trajectory, ps")
+    spectra.add_argument("--timestep", type=float, default=0.5, help="fs")
+    spectra.add_argument("--save-every", type=float, default=2.0, help="fs between saved frames")
+    spectra.add_argument("--max-lag", type=float, default=None, help="longest correlation lag, fs (default: half "
+                         "the NVE length)")
+    spectra.add_argument("--platform", default="Reference", help="OpenMM platform (Reference or CPU)")
+    spectra.add_argument("--seed", type=int, default=0)
+    spectra.add_argument("--out-dir", default="runs/spectra/md", help="trajectories and properties.npz go here")
+    spectra.add_argument("--json", default=None, help="spectra JSON (default OUT_DIR/spectra.json)")
+    spectra.add_argument("--min-wavenumber", type=float, default=500.0, help="list peaks above this, cm^-1")
+    spectra.add_argument("--peaks", type=int, default=3, help="peaks listed per spectrum")
+    spectra.set_defaults(run=_cmd_spectra)
     return parser
 
 
