@@ -146,3 +146,14 @@ def test_spectra_subcommand_is_registered_with_its_options():
     assert (args.structure, args.model, args.properties, args.trajectories, args.nve_ps) == \
         ("h2o.xyz", "e.pt", "p.pt", 2, 1.0)
     assert args.temperature == 300.0 and args.platform == "Reference"
+
+
+def test_band_centroid_weighs_two_lines_by_their_intensity():
+    from equiforce.spectra import band_centroid
+
+    dipoles = np.stack([cosine(3600.0), np.sqrt(3.0) * cosine(3700.0), np.zeros(FRAMES)], 1)  # intensities 1 : 3
+    spectrum = ir_spectrum(dipoles, DT_FS, max_lag_fs=2000.0, quantum_correction="none")
+    weight = 3.0 * (3700.0 / 3600.0) ** 2  # ω² of the IR line shape
+    expected = (3600.0 + weight * 3700.0) / (1.0 + weight)
+    assert band_centroid(spectrum, 3400.0, 3900.0) == pytest.approx(expected, abs=2.0)
+    assert peak_position(spectrum, 3400.0, 3900.0) == pytest.approx(3700.0, abs=1.0)

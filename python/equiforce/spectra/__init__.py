@@ -10,6 +10,7 @@ from ._correlation import (
     MIN_FRAMES,
     Spectrum,
     autocorrelation,
+    band_centroid,
     correlation_spectrum,
     harmonic_quantum_correction,
     ir_spectrum,
@@ -22,7 +23,7 @@ from ._harmonic import harmonic_frequencies
 from ._md import NVESettings, molecule_topology, run_nve_trajectories, trajectory_properties
 
 __all__ = [
-    "MIN_FRAMES", "Spectrum", "autocorrelation", "correlation_spectrum", "harmonic_quantum_correction",
+    "MIN_FRAMES", "Spectrum", "autocorrelation", "band_centroid", "correlation_spectrum", "harmonic_quantum_correction",
     "ir_spectrum", "isotropic_anisotropic", "peak_position", "raman_spectra", "wavenumber_per_fs",
     "harmonic_frequencies", "NVESettings", "molecule_topology", "run_nve_trajectories", "trajectory_properties",
 ]

@@ -217,3 +217,14 @@ def peak_position(spectrum: Spectrum, low_cm: float, high_cm: float) -> float:
             step = spectrum.wavenumber[1] - spectrum.wavenumber[0]
             return float(spectrum.wavenumber[k] + 0.5 * (left - right) / curvature * step)
     return float(spectrum.wavenumber[k])
+
+
+def band_centroid(spectrum: Spectrum, low_cm: float, high_cm: float) -> float:
+    """Intensity-weighted mean wavenumber (cm⁻¹) of ``spectrum`` in [low_cm, high_cm], negative values (window
+    side lobes) counted as 0. Unlike :func:`peak_position` it weighs every line of a band that is a sum of lines
+    (e.g. trajectories of different energies), so it is the band's centre of mass."""
+    inside = (spectrum.wavenumber >= low_cm) & (spectrum.wavenumber <= high_cm)
+    weights = np.clip(spectrum.intensity[inside], 0.0, None)
+    if not inside.any() or weights.sum() <= 0:
+        raise ValueError(f"no positive intensity between {low_cm} and {high_cm} cm⁻¹")
+    return float((weights * spectrum.wavenumber[inside]).sum() / weights.sum())

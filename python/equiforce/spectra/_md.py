@@ -152,9 +152,9 @@ def run_nve_trajectories(model_file: str, atoms, settings: NVESettings, out_dir:
         if settings.zero_angular_momentum:
             state = simulation.context.getState(getPositions=True, getVelocities=True)
             masses = [system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())]
+            speed = unit.nanometer / unit.picosecond
             velocities = remove_rotation(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer),
-                                         state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond),
-                                         masses)
+                                         state.getVelocities(asNumpy=True).value_in_unit(speed), masses)
             simulation.context.setVelocities(velocities * unit.nanometer / unit.picosecond)
         simulation.reporters.append(DCDReporter(dcd_path, settings.stride))
         n_frames = int(round(settings.nve_ps * 1000 / settings.save_every_fs))

@@ -5,7 +5,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from ._correlation import ir_spectrum, peak_position, raman_spectra
+from ._correlation import band_centroid, ir_spectrum, peak_position, raman_spectra
 from ._md import NVESettings, run_nve_trajectories, trajectory_properties
 
 
@@ -25,10 +25,13 @@ def md_spectra(energy_model: str, property_model: str, atoms, settings: NVESetti
     return {"ir": ir, "raman_iso": iso, "raman_aniso": aniso, "md": md, "properties": properties}
 
 
-def peaks(result: Dict, windows_cm: Dict[str, tuple]) -> Dict[str, Dict[str, float]]:
-    """Peak wavenumber (cm⁻¹) of each spectrum of ``result`` in each named window {name: (low, high)}."""
+def peaks(result: Dict, windows_cm: Dict[str, tuple]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Peak (highest point) and centroid wavenumbers (cm⁻¹) of each spectrum of ``result`` in each named window
+    {name: (low, high)}: ``{name: {kind: {"peak": ..., "centroid": ...}}}``."""
     return {
-        name: {kind: peak_position(result[kind], low, high) for kind in ("ir", "raman_iso", "raman_aniso")}
+        name: {kind: {"peak": peak_position(result[kind], low, high),
+                      "centroid": band_centroid(result[kind], low, high)}
+               for kind in ("ir", "raman_iso", "raman_aniso")}
         for name, (low, high) in windows_cm.items()
     }
 
