@@ -152,7 +152,7 @@ def main(argv=None):
     parser.add_argument("--thermalise-ps", type=float, default=0.5)
     parser.add_argument("--timestep", type=float, default=0.25, help="fs (velocity Verlet blue-shifts a line of "
                         "angular frequency ω by (2/(ωΔt)) arcsin(ωΔt/2) - 1: +18 cm⁻¹ at 3640 cm⁻¹ for 0.5 fs, "
-                        "+4.6 for 0.25 fs)")
+                        "+4.5 for 0.25 fs)")
     parser.add_argument("--max-lag", type=float, default=3000.0, help="longest correlation lag, fs")
     parser.add_argument("--out-dir", default=str(ROOT / "runs" / "spectra" / "md"))
     parser.add_argument("--metrics", default=str(ROOT / "runs" / "spectra" / "monomer" / "metrics.json"),
