@@ -32,8 +32,13 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     return payload
 
 
-def model_from_checkpoint(path: str, use_ema: bool = True) -> EquivariantPotential:
+def model_from_checkpoint(
+    path: str, use_ema: bool = True, config_overrides: Optional[Dict[str, Any]] = None
+) -> EquivariantPotential:
     """Rebuild the model stored in a checkpoint (the EMA weights when present and ``use_ema``).
+
+    ``config_overrides``: ModelConfig fields to change that hold no weights (e.g. ``repulsion_radii`` and
+    ``repulsion_strength``, the short-range wall added at export).
 
     Energy-only checkpoints give an :class:`EquivariantPotential`; checkpoints whose config names heads give a
     :class:`~equiforce.nn.PropertyModel` (a subclass, so energy code accepts it).
@@ -42,6 +47,7 @@ def model_from_checkpoint(path: str, use_ema: bool = True) -> EquivariantPotenti
     state = payload.get("ema_state") if use_ema and payload.get("ema_state") is not None else payload["model_state"]
     # build in the stored precision before loading, so float64 weights are not rounded through float32
     # (a PropertyModel when the config names heads)
-    model = build_model(ModelConfig.from_dict(payload["config"])).to(state["network.energy_scale"].dtype)
+    config = dict(payload["config"], **(config_overrides or {}))
+    model = build_model(ModelConfig.from_dict(config)).to(state["network.energy_scale"].dtype)
     model.load_state_dict(state)
     return model

@@ -30,7 +30,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .checkpoint import model_from_checkpoint
     from .export import export_model
 
-    model = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema)
+    overrides = None
+    if args.repulsion_from:
+        from .data import read_structures
+        from .nn._repulsion import repulsion_radii_from_structures
+
+        radii = repulsion_radii_from_structures(read_structures(args.repulsion_from), args.repulsion_margin)
+        overrides = {"repulsion_radii": radii, "repulsion_strength": args.repulsion_strength}
+        print("short-range wall (Å, below the shortest distances in the data): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in radii.items()) + f"; strength {args.repulsion_strength} eV")
+    model = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema, config_overrides=overrides)
     metadata = export_model(model, args.output, dtype=args.dtype)
     print(f"wrote {args.output}: elements {metadata['elements']}, cutoff {metadata['cutoff']} Å, {args.dtype}")
     return 0
@@ -177,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="TorchScript file to write")
     export.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     export.add_argument("--no-ema", action="store_true", help="export the raw weights, not the EMA weights")
+    export.add_argument("--repulsion-from", nargs="+", default=None, metavar="DATA",
+                        help="add a short-range wall below the shortest distance of each element pair in DATA")
+    export.add_argument("--repulsion-margin", type=float, default=0.03, help="wall onset = shortest distance - this (Å)")
+    export.add_argument("--repulsion-strength", type=float, default=500.0, help="wall strength A (eV)")
     export.set_defaults(run=_cmd_export)
 
     info = sub.add_parser("info", help="print the metadata of an exported model")

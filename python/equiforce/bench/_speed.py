@@ -140,7 +140,8 @@ def _nequip_openmmml_system(case: WaterCase, eval_mode: bool) -> openmm.System:
 def eager_copy(module: torch.jit.ScriptModule, metadata: dict) -> EquivariantPotential:
     """The eager model with the weights of an exported file."""
     model = EquivariantPotential(ModelConfig.from_dict(metadata["config"]))
-    model.load_state_dict(module.state_dict())
+    expected = model.state_dict()  # TorchScript keeps non-persistent buffers (the wall's onsets) in its state;
+    model.load_state_dict({k: v for k, v in module.state_dict().items() if k in expected})  # they come from config
     return model.to(DTYPES[metadata["dtype"]]).eval()
 
 

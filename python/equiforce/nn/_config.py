@@ -47,6 +47,9 @@ class ModelConfig:
         Per-element energy shift in eV (one per element, default 0), added to each atomic energy.
     atomic_energy_scales
         Per-element energy scale in eV (one per element, default 1), multiplying each atomic output.
+    repulsion_radii, repulsion_strength
+        Optional short-range wall (see ``equiforce.nn._repulsion``): onset radius in Å per element pair
+        (``{"H-H": 1.35, ...}``) and its strength A in eV; off when ``repulsion_strength`` is 0 (the default).
     heads
         Property heads on the shared trunk, any of ``"dipole"`` (e·Å), ``"polarizability"`` (Å³) and
         ``"pseudoscalar"`` (needs odd-parity hidden channels: ``parity=True, hidden_parity="both"``). Default
@@ -68,6 +71,8 @@ class ModelConfig:
     atomic_energy_shifts: Optional[List[float]] = None
     atomic_energy_scales: Optional[List[float]] = None
     heads: List[str] = dataclasses.field(default_factory=list)
+    repulsion_radii: Dict[str, float] = dataclasses.field(default_factory=dict)
+    repulsion_strength: float = 0.0
 
     def __post_init__(self) -> None:
         self.elements = list(self.elements)
@@ -105,6 +110,16 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.heads: unknown heads {unknown_heads}; choose from {HEAD_CHOICES}")
         if len(set(self.heads)) != len(self.heads):
             raise ValueError(f"ModelConfig.heads has duplicates: {self.heads}")
+        self.repulsion_radii = {str(k): float(v) for k, v in (self.repulsion_radii or {}).items()}
+        self.repulsion_strength = float(self.repulsion_strength)
+        for key, radius in self.repulsion_radii.items():
+            pair = key.split("-")
+            if len(pair) != 2 or any(e not in self.elements for e in pair) or pair != sorted(pair):
+                raise ValueError(f"ModelConfig.repulsion_radii: {key!r} is not a pair 'A-B' (sorted) of {self.elements}")
+            if not 0 <= radius < self.cutoff:
+                raise ValueError(f"ModelConfig.repulsion_radii[{key!r}] = {radius} Å must lie in [0, cutoff)")
+        if self.repulsion_strength < 0:
+            raise ValueError(f"ModelConfig.repulsion_strength must be >= 0 eV, got {self.repulsion_strength}")
 
     @property
     def atomic_numbers(self) -> List[int]:
@@ -120,6 +135,8 @@ class ModelConfig:
         data = dataclasses.asdict(self)
         if not data["heads"]:
             del data["heads"]
+        if not data["repulsion_strength"]:  # likewise for models without a wall
+            del data["repulsion_strength"], data["repulsion_radii"]
         return data
 
     @classmethod

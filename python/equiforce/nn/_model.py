@@ -10,6 +10,7 @@ from ..neighbors import edge_vectors, neighbor_list
 from ._config import ModelConfig
 from ._interaction import Interaction
 from ._radial import RadialEmbedding
+from ._repulsion import PairRepulsion
 
 
 def hidden_irreps(config: ModelConfig) -> o3.Irreps:
@@ -72,11 +73,16 @@ class AtomicEnergies(nn.Module):
         self.readout = o3.Linear(irreps, o3.Irreps("1x0e"))
         self.register_buffer("energy_shift", torch.tensor(config.atomic_energy_shifts))  # [S] eV
         self.register_buffer("energy_scale", torch.tensor(config.atomic_energy_scales))  # [S] eV
+        self.use_repulsion = config.repulsion_strength > 0
+        self.repulsion = PairRepulsion(config.elements, config.repulsion_radii, config.repulsion_strength)
 
     def forward(self, positions: Tensor, species: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:
         """positions [N, 3] Å (only its size and dtype are used), species [N] long, edge_index [2, E],
         vectors [E, 3] Å from centre to neighbour -> [N] atomic energies in eV."""
-        return self.energies(self.features(positions, species, edge_index, vectors), species)
+        atomic = self.energies(self.features(positions, species, edge_index, vectors), species)
+        if self.use_repulsion:
+            atomic = atomic + self.repulsion(species, edge_index, torch.linalg.norm(vectors, dim=1))
+        return atomic
 
     @torch.jit.export
     def features(self, positions: Tensor, species: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:

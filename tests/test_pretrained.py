@@ -1,0 +1,73 @@
+"""Shipped models: registry, the openmm-ml entry point ``equiforce-water-gfn2`` (offline), clear errors.
+
+The water model is not shipped yet (issue 3: the first candidate is accurate on the data but not stable in
+MD), so the entry point is exercised with a stand-in file placed where the shipped model goes; the accuracy
+check of the real file runs once it is in the package.
+"""
+import os
+import shutil
+from importlib.metadata import entry_points
+
+import numpy as np
+import pytest
+from ase import io as ase_io
+from openmmml import MLPotential
+
+import equiforce
+from equiforce import pretrained
+from equiforce.calculator import EquiforceCalculator
+from equiforce.systems import water_box
+from test_openmm import _box_angstrom, _expected, _openmm_energy_forces, _species
+
+WATER = pretrained.SHIPPED_MODELS["water-gfn2"]
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WATER_DATA = os.path.join(REPOSITORY, "benchmarks", "water", "data", "water_gfn2.extxyz.xz")
+TRAINED_FRAMES = 1387  # frames of the data set the water model was trained on; later ones were never seen
+
+
+def test_entry_point_is_registered_with_openmmml():
+    names = {e.name: e.value for e in entry_points(group="openmmml.potentials")}
+    assert names["equiforce-water-gfn2"] == "equiforce.openmm.mlpotential:ShippedPotentialImplFactory"
+
+
+def test_entry_point_evaluates_the_file_in_the_shipped_location(exported_model, monkeypatch, tmp_path):
+    stand_in, model = exported_model
+    shutil.copy(stand_in, tmp_path / WATER.file)
+    monkeypatch.setattr(pretrained, "MODELS_DIR", str(tmp_path))
+    assert pretrained.available_models() == ["water-gfn2"]
+    topology, positions = water_box(8, 1.0, seed=7)
+    system = MLPotential("equiforce-water-gfn2").createSystem(topology)
+    energy, forces = _openmm_energy_forces(system, positions)
+    expected_energy, expected_forces = _expected(model, positions, _species(topology), _box_angstrom(topology))
+    assert energy == pytest.approx(expected_energy, rel=1e-7)
+    np.testing.assert_allclose(forces, expected_forces, rtol=1e-6, atol=1e-6 * np.abs(expected_forces).max())
+
+
+def test_unknown_missing_or_misused_shipped_names_give_clear_errors(monkeypatch, tmp_path):
+    with pytest.raises(KeyError, match="water-pbe.*shipped models: water-gfn2"):
+        pretrained.shipped_model_path("equiforce-water-pbe")
+    monkeypatch.setattr(pretrained, "MODELS_DIR", str(tmp_path))
+    assert pretrained.available_models() == []
+    with pytest.raises(FileNotFoundError, match="water-gfn2.*missing"):
+        MLPotential("equiforce-water-gfn2").createSystem(water_box(2, 1.0)[0])
+    (tmp_path / WATER.file).write_bytes(b"")
+    with pytest.raises(ValueError, match="equiforce-water-gfn2.*modelPath"):
+        MLPotential("equiforce-water-gfn2", modelPath="mine.pt")
+
+
+@pytest.mark.skipif(not os.path.exists(WATER.path), reason="the water model is not shipped yet (issue 3)")
+def test_shipped_water_model_reproduces_unseen_gfn2_frames():
+    """Frames labelled after the training run started (never in its train, validation or test split)."""
+    assert equiforce.read_metadata(WATER.path)["elements"] == ["H", "O"]
+    frames = ase_io.read(WATER_DATA, index=f"{TRAINED_FRAMES}:")[-12:]
+    calculator = EquiforceCalculator(WATER.path)
+    energy_errors, force_errors = [], []
+    for atoms in frames:
+        reference_energy, reference_forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = calculator
+        energy_errors.append(abs(atoms.get_potential_energy() - reference_energy) / len(atoms))
+        force_errors.append(np.abs(atoms.get_forces() - reference_forces).ravel())
+    # loose bounds (the closing note gives the measured test errors): they fail for an untrained or wrongly
+    # exported model, whose errors are hundreds of meV/Å
+    assert 1000 * float(np.mean(np.concatenate(force_errors))) < 70.0
+    assert 1000 * float(np.mean(energy_errors)) < 3.0
