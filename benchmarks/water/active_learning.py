@@ -1,0 +1,187 @@
+#!/usr/bin/env python
+"""Round-2 water data: configurations where a candidate model leaves the data, labelled with GFN2-xTB.
+
+1. ``sample``: for each condition (temperature evenly spaced over ``--t-min``..``--t-max``, density over
+   0.95-1.05 g/cm^3), equilibrate 32 flexible TIP3P-FB molecules classically (5 ps, 0.5 fs), then switch to the
+   candidate model (Langevin, ``--dt-fs``) for up to ``--max-ps``. A frame is saved every ``--every-fs``. The
+   run stops ``--after-fs`` after the first frame that leaves the ranges of the original data (shortest H-H,
+   O-H, O-O distances, longest intramolecular O-H), or at a broken molecule. Kept: the frames of the last
+   ``--keep-fs`` before the stop. The configurations go to ``<out stem>_configs.npz``, rewritten atomically
+   after every condition, so sampling resumes by condition.
+2. ``label``: GFN2-xTB energies and forces (the settings of ``make_dataset.py``) of the sampled frames in
+   order, appended to ``--out`` one frame at a time (resumes from the frames already there).
+
+Usage (from the repository root)::
+
+    python benchmarks/water/active_learning.py sample --model benchmarks/water/candidates/water-gfn2-candidate1.pt
+    OMP_NUM_THREADS=1 python benchmarks/water/active_learning.py label
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+DEFAULT_OUT = os.path.join(HERE, "data", "water_gfn2_round2.extxyz")
+N_MOLECULES = 32
+#: ranges of the original 1600 frames (Å): shortest H-H, H-O (any pair), O-O, longest intramolecular O-H
+DATA_RANGES = {"H-H": 1.385, "H-O": 0.918, "O-O": 2.403, "OH_max": 1.15}
+
+
+def _configs_path(out):
+    return os.path.splitext(out)[0] + "_configs.npz"
+
+
+def _distances(positions_A, edge_A):
+    delta = positions_A[None] - positions_A[:, None]  # [N, N, 3]
+    delta -= edge_A * np.round(delta / edge_A)
+    distance = np.linalg.norm(delta, axis=-1)
+    np.fill_diagonal(distance, np.inf)
+    return distance
+
+
+def outside_data(positions_A, edge_A):
+    """Names of the data ranges this frame leaves (empty: inside); atoms ordered O, H, H per molecule."""
+    distance = _distances(positions_A, edge_A)
+    oxygen = np.zeros(len(positions_A), bool)
+    oxygen[0::3] = True
+    reasons = []
+    if distance[np.ix_(~oxygen, ~oxygen)].min() < DATA_RANGES["H-H"]:
+        reasons.append("H-H")
+    if distance[np.ix_(oxygen, ~oxygen)].min() < DATA_RANGES["H-O"]:
+        reasons.append("H-O")
+    if distance[np.ix_(oxygen, oxygen)].min() < DATA_RANGES["O-O"]:
+        reasons.append("O-O")
+    own = np.array([distance[3 * m, 3 * m + k] for m in range(len(positions_A) // 3) for k in (1, 2)])
+    if own.max() > DATA_RANGES["OH_max"]:
+        reasons.append("OH_max")
+    return reasons, float(own.max())
+
+
+def sample_condition(model, temperature_K, density, seed, args):
+    from equiforce.openmm import create_force  # first: loads the openmm-torch plugin before any Context exists
+    import openmm
+    from openmm import unit
+
+    from equiforce.systems import classical_water_system, water_box
+
+    topology, positions = water_box(N_MOLECULES, density, seed=seed)
+    edge_nm = topology.getPeriodicBoxVectors()[0][0].value_in_unit(unit.nanometer)
+    classical = classical_water_system(topology, cutoff_nm=min(0.9, 0.49 * edge_nm))
+    integrator = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, 1 / unit.picosecond,
+                                                 0.5 * unit.femtoseconds)
+    integrator.setRandomNumberSeed(seed)
+    context = openmm.Context(classical, integrator, openmm.Platform.getPlatformByName("CPU"))
+    context.setPositions(positions * unit.nanometer)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
+    context.setVelocitiesToTemperature(temperature_K * unit.kelvin, seed)
+    integrator.step(10000)  # 5 ps
+    state = context.getState(getPositions=True, getVelocities=True)
+
+    system = openmm.System()
+    for atom in topology.atoms():
+        system.addParticle(atom.element.mass)
+    system.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
+    system.addForce(create_force(model, topology))
+    ml_integrator = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, 1 / unit.picosecond,
+                                                    args.dt_fs * unit.femtoseconds)
+    ml_integrator.setRandomNumberSeed(seed + 1)
+    ml_context = openmm.Context(system, ml_integrator, openmm.Platform.getPlatformByName("CPU"))
+    ml_context.setPositions(state.getPositions())
+    ml_context.setVelocities(state.getVelocities())
+    every = max(1, round(args.every_fs / args.dt_fs))
+    frames, first_exit, stop_reason = [], None, "time limit"
+    for k in range(int(round(args.max_ps * 1000 / args.every_fs))):
+        ml_integrator.step(every)
+        positions_A = ml_context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(
+            unit.angstrom)
+        time_fs = (k + 1) * every * args.dt_fs
+        if not np.all(np.isfinite(positions_A)):
+            stop_reason = f"non-finite positions at {time_fs:.0f} fs"
+            break
+        frames.append((time_fs, positions_A))
+        reasons, longest_oh = outside_data(positions_A, edge_nm * 10)
+        if longest_oh > 1.3:
+            stop_reason = f"O-H {longest_oh:.2f} Å at {time_fs:.0f} fs"
+            break
+        if reasons and first_exit is None:
+            first_exit = (time_fs, reasons)
+        if first_exit is not None and time_fs >= first_exit[0] + args.after_fs:
+            stop_reason = f"left the data ({'/'.join(first_exit[1])}) at {first_exit[0]:.0f} fs"
+            break
+    end = frames[-1][0] if frames else 0.0
+    kept = [p for t, p in frames if t > end - args.keep_fs and np.all(np.isfinite(p))]
+    return np.array(kept), edge_nm * 10, stop_reason
+
+
+def run_sample(args):
+    path = _configs_path(args.out)
+    data = dict(np.load(path, allow_pickle=False)) if os.path.exists(path) else {}
+    done = int(data.get("conditions_done", 0))
+    temperatures = np.linspace(args.t_min, args.t_max, args.conditions)
+    densities = np.linspace(0.95, 1.05, args.conditions)[np.random.default_rng(args.seed).permutation(args.conditions)]
+    positions = list(data["positions_A"]) if "positions_A" in data else []
+    meta = json.loads(str(data["meta"])) if "meta" in data else []
+    for c in range(done, args.conditions):
+        start = time.time()
+        kept, edge_A, reason = sample_condition(args.model, float(temperatures[c]), float(densities[c]),
+                                                args.seed * 1000 + c, args)
+        for p in kept:
+            positions.append(p)
+            meta.append({"condition": c, "temperature_K": float(temperatures[c]), "density_g_cm3": float(densities[c]),
+                         "box_edge_A": edge_A})
+        print(f"condition {c}: {temperatures[c]:.0f} K, {densities[c]:.3f} g/cm3: {reason}; kept {len(kept)} "
+              f"frames ({time.time() - start:.0f} s)", flush=True)
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, positions_A=np.array(positions).reshape(-1, 3 * N_MOLECULES, 3), meta=json.dumps(meta),
+                 conditions_done=c + 1, model=os.path.basename(args.model))
+        os.replace(tmp, path)
+
+
+def run_label(args):
+    from ase import Atoms
+    from ase.io import read
+
+    from make_dataset import frame_to_text, label
+
+    data = np.load(_configs_path(args.out), allow_pickle=False)
+    positions, meta = data["positions_A"], json.loads(str(data["meta"]))
+    done = len(read(args.out, ":")) if os.path.exists(args.out) and os.path.getsize(args.out) else 0
+    for k in range(done, len(positions)):
+        info = meta[k]
+        edge = info["box_edge_A"]
+        atoms = Atoms(["O", "H", "H"] * N_MOLECULES, positions=positions[k], cell=np.diag([edge] * 3), pbc=True)
+        atoms.info.update(info, frame_id=k, round=2, source_model=str(data["model"]))
+        start = time.time()
+        labelled = label(atoms)
+        with open(args.out, "a") as handle:
+            handle.write(frame_to_text(labelled))
+            handle.flush()
+            os.fsync(handle.fileno())
+        print(f"frame {k + 1}/{len(positions)} labelled in {time.time() - start:.1f} s", flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("phase", choices=["sample", "label"])
+    parser.add_argument("--model", default=os.path.join(HERE, "candidates", "water-gfn2-candidate1.pt"))
+    parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--conditions", type=int, default=24)
+    parser.add_argument("--t-min", type=float, default=300.0)
+    parser.add_argument("--t-max", type=float, default=450.0)
+    parser.add_argument("--dt-fs", type=float, default=0.5)
+    parser.add_argument("--max-ps", type=float, default=2.0)
+    parser.add_argument("--every-fs", type=float, default=10.0)
+    parser.add_argument("--after-fs", type=float, default=300.0)
+    parser.add_argument("--keep-fs", type=float, default=400.0)
+    parser.add_argument("--seed", type=int, default=2025)
+    args = parser.parse_args(argv)
+    run_sample(args) if args.phase == "sample" else run_label(args)
+
+
+if __name__ == "__main__":
+    main()
