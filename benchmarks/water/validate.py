@@ -107,20 +107,24 @@ class ValidationRun:
             ("state", "state.xml"), ("progress", "progress.json"), ("log", "log.csv"), ("dcd", "traj.dcd"),
             ("pdb", "start.pdb"))}
         self.progress = self._read_progress()
+        #: a run keeps the time step it started with (runs from before the key existed used 1 fs)
+        self.dt_fs = float(self.progress.get("timestep_fs", 1.0 if self.progress["steps"] else args.timestep_fs))
+        self.progress["timestep_fs"] = self.dt_fs
 
     def _read_progress(self) -> Dict:
         if os.path.exists(self.paths["progress"]):
             with open(self.paths["progress"]) as handle:
                 return json.load(handle)
-        return {"run": self.spec.name, "steps": 0, "frames": 0, "failed": None, "seconds": 0.0}
+        return {"run": self.spec.name, "steps": 0, "frames": 0, "failed": None, "seconds": 0.0,
+                "timestep_fs": self.args.timestep_fs}
 
     @property
     def frame_steps(self) -> int:
-        return max(1, round(self.args.frame_ps * 1000.0 / self.args.timestep_fs))
+        return max(1, round(self.args.frame_ps * 1000.0 / self.dt_fs))
 
     @property
     def target_steps(self) -> int:
-        return round(self.args.time_ps * 1000.0 / self.args.timestep_fs)
+        return round(self.args.time_ps * 1000.0 / self.dt_fs)
 
     @property
     def finished(self) -> bool:
@@ -146,7 +150,7 @@ class ValidationRun:
         topology, positions = water_box(self.args.molecules, 1.0, seed=self.args.seed)
         integrator = openmm.LangevinMiddleIntegrator(
             self.spec.temperature_K * unit.kelvin, self.args.friction_per_ps / unit.picosecond,
-            self.args.timestep_fs * unit.femtoseconds)
+            self.dt_fs * unit.femtoseconds)
         integrator.setRandomNumberSeed(self.args.seed + self.progress["frames"])
         platform = openmm.Platform.getPlatformByName("CPU")
         properties = {"Threads": str(self.args.threads)} if self.args.threads else {}
@@ -154,10 +158,15 @@ class ValidationRun:
         if os.path.exists(self.paths["state"]):
             simulation.loadState(self.paths["state"])
             self._truncate_trajectory(topology)
+        elif self.spec.engine == "equiforce" and self.args.classical_equilibration_ps > 0:
+            state = self._classical_start(topology, positions, platform, properties)
+            simulation.context.setPositions(state.getPositions())
+            simulation.context.setVelocities(state.getVelocities())
         else:
             simulation.context.setPositions(positions * unit.nanometer)
             openmm.LocalEnergyMinimizer.minimize(simulation.context, 10.0, 500)
             simulation.context.setVelocitiesToTemperature(self.spec.temperature_K * unit.kelvin, self.args.seed)
+        if not os.path.exists(self.paths["state"]):
             state = simulation.context.getState(getPositions=True)
             with open(self.paths["pdb"], "w") as handle:
                 app.PDBFile.writeFile(topology, state.getPositions(), handle)
@@ -167,6 +176,20 @@ class ValidationRun:
             with open(self.paths["log"], "w", newline="") as handle:
                 csv.writer(handle).writerow(LOG_FIELDS)
         return simulation
+
+    def _classical_start(self, topology, positions, platform, properties) -> openmm.State:
+        """Minimised and equilibrated with flexible TIP3P-FB (the model starts from liquid, not from a grid)."""
+        edge_nm = min(v[i] for i, v in enumerate(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
+        system = classical_water_system(topology, cutoff_nm=min(0.9, 0.49 * edge_nm))
+        integrator = openmm.LangevinMiddleIntegrator(
+            self.spec.temperature_K * unit.kelvin, self.args.friction_per_ps / unit.picosecond, 0.5 * unit.femtoseconds)
+        integrator.setRandomNumberSeed(self.args.seed)
+        context = openmm.Context(system, integrator, platform, properties)
+        context.setPositions(positions * unit.nanometer)
+        openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
+        context.setVelocitiesToTemperature(self.spec.temperature_K * unit.kelvin, self.args.seed)
+        integrator.step(int(round(self.args.classical_equilibration_ps * 2000)))  # 0.5 fs steps
+        return context.getState(getPositions=True, getVelocities=True)
 
     def _truncate_trajectory(self, topology: app.Topology) -> None:
         """Drop frames written after the last saved state (a run killed between the two writes)."""
@@ -211,7 +234,7 @@ class ValidationRun:
                 self.progress["steps"] += self.frame_steps
                 self.progress["frames"] += 1
                 self.progress["seconds"] += seconds
-                time_ps = self.progress["steps"] * self.args.timestep_fs / 1000.0
+                time_ps = self.progress["steps"] * self.dt_fs / 1000.0
                 if not (math.isfinite(potential) and math.isfinite(max_oh)):
                     self.progress["failed"] = f"non-finite energy or positions at {time_ps:.2f} ps"
                 elif max_oh > MAX_OH_ANGSTROM:
@@ -222,7 +245,7 @@ class ValidationRun:
                     csv.writer(handle).writerow(row)
                 dcd_exists = os.path.exists(self.paths["dcd"])
                 with open(self.paths["dcd"], "r+b" if dcd_exists else "wb") as handle:
-                    dcd = app.DCDFile(handle, topology, self.args.timestep_fs * unit.femtoseconds,
+                    dcd = app.DCDFile(handle, topology, self.dt_fs * unit.femtoseconds,
                                       firstStep=self.frame_steps, interval=self.frame_steps, append=dcd_exists)
                     dcd.writeModel(state.getPositions(), periodicBoxVectors=state.getPeriodicBoxVectors())
                 simulation.saveState(self.paths["state"] + ".tmp")
@@ -285,7 +308,7 @@ def analyse(runs: Dict[str, ValidationRun], args: argparse.Namespace) -> Dict:
 
     result = {
         "model": os.path.relpath(args.model, REPOSITORY) if args.model.startswith(REPOSITORY) else args.model,
-        "molecules": args.molecules, "timestep_fs": args.timestep_fs, "friction_per_ps": args.friction_per_ps,
+        "molecules": args.molecules, "friction_per_ps": args.friction_per_ps,
         "target_time_ps": args.time_ps, "frame_ps": args.frame_ps, "equilibration_ps": args.equilibration_ps,
         "platform": "CPU", "torch_threads": torch.get_num_threads(), "stability_rule":
         f"all positions finite and every H within {MAX_OH_ANGSTROM} Å of its own O on every frame", "runs": {}}
@@ -295,13 +318,13 @@ def analyse(runs: Dict[str, ValidationRun], args: argparse.Namespace) -> Dict:
     for name, run in runs.items():
         log = run.log()
         entry = {"engine": run.spec.engine, "temperature_K": run.spec.temperature_K, "npt": run.spec.npt,
-                 "simulated_ps": run.progress["steps"] * args.timestep_fs / 1000.0,
+                 "timestep_fs": run.dt_fs, "simulated_ps": run.progress["steps"] * run.dt_fs / 1000.0,
                  "complete": run.progress["steps"] >= run.target_steps, "failed": run.progress["failed"]}
         if log is not None and len(log["step"]):
             ms = float(np.median(log["ms_per_step"]))
             entry.update({"max_oh_angstrom": float(np.max(log["max_oh_angstrom"])),
                           "mean_temperature_K": float(np.mean(log["temperature_K"])),
-                          "median_ms_per_step": ms, "ns_per_day": ns_per_day(ms, args.timestep_fs)})
+                          "median_ms_per_step": ms, "ns_per_day": ns_per_day(ms, entry["timestep_fs"])})
             stable = log["time_ps"] > args.equilibration_ps
             if run.spec.npt and stable.sum() >= 10:
                 density = log["density_g_cm3"][stable]
@@ -355,7 +378,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--model", default=SHIPPED_MODELS["water-gfn2"].path, help="exported model file")
     parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
     parser.add_argument("--time-ps", type=float, default=100.0, help="length of every run (ps)")
-    parser.add_argument("--timestep-fs", type=float, default=1.0)
+    parser.add_argument("--timestep-fs", type=float, default=0.5)
+    parser.add_argument("--classical-equilibration-ps", type=float, default=5.0,
+                        help="equiforce runs start from flexible TIP3P-FB equilibrated this long (0: minimise the grid)")
     parser.add_argument("--friction-per-ps", type=float, default=1.0)
     parser.add_argument("--frame-ps", type=float, default=0.1, help="interval of saved frames and checks (ps)")
     parser.add_argument("--equilibration-ps", type=float, default=5.0, help="discarded before RDFs and density")
