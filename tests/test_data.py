@@ -218,3 +218,17 @@ def test_shuffled_batches_are_reproducible_for_a_generator_seed_and_cover_every_
     assert [len(b) for b in first] == [3, 3, 1]
     assert first == energies(0) and first != energies(1)
     assert sorted(sum(first, [])) == sorted(float(g.energy) for g in graphs)
+
+
+def test_incomplete_last_frame_of_an_appended_file_is_found_and_cut(tmp_path):
+    from equiforce.data import complete_frames, cut_incomplete_frame
+
+    path = write_frames(tmp_path / "appended.extxyz", random_frames(3, seed=2))
+    whole = open(path, "rb").read()
+    n, end = complete_frames(path)
+    assert (n, end) == (3, len(whole))
+    with open(path, "ab") as handle:
+        handle.write(whole[: len(whole) // 5])  # a writer killed inside the next frame
+    assert cut_incomplete_frame(path) == (3, True)
+    assert open(path, "rb").read() == whole and cut_incomplete_frame(path) == (3, False)
+    assert len(read_structures(path)) == 3

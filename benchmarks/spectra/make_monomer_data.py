@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 from ase.units import Bohr, Hartree, fs
 
+from equiforce.data import complete_frames, cut_incomplete_frame
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "data" / "water_monomer_gfn2.extxyz"
 
@@ -215,23 +217,6 @@ def frame_text(atoms, labels):
     return buffer.getvalue()
 
 
-def complete_frames(path):
-    """(number of complete frames, byte offset of their end) of an extended XYZ file."""
-    n, end = 0, 0
-    with open(path, "rb") as handle:
-        while True:
-            line = handle.readline()
-            try:
-                natoms = int(line.strip())
-            except ValueError:
-                break
-            lines = [handle.readline() for _ in range(natoms + 1)]
-            if not all(ln.endswith(b"\n") for ln in lines):
-                break
-            n, end = n + 1, handle.tell()
-    return n, end
-
-
 def run_labelling(args, log):
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -242,11 +227,9 @@ def run_labelling(args, log):
             target.write(source.read())
     n_done = 0
     if out.exists():
-        n_done, end = complete_frames(out)
-        if end < out.stat().st_size:
-            log(f"cutting an incomplete last frame off {out}")
-            with open(out, "r+b") as handle:
-                handle.truncate(end)
+        n_done, cut = cut_incomplete_frame(str(out))
+        if cut:
+            log(f"cut an incomplete last frame off {out}")
     data = ensure_configs(out.with_name(out.name.split(".")[0] + "_configs.npz"), args.seed, log)
     total = len(data["temperature_K"]) * PROTOCOL["frames_per_temperature"]
     target = min(args.max_frames, total)
@@ -287,7 +270,7 @@ def check_field(log):
 
 def compress(args, log):
     out = Path(args.out)
-    n, end = complete_frames(out)
+    n, end = complete_frames(str(out))
     with open(out, "rb") as handle:
         raw = handle.read(end)
     packed = out.with_name(out.name + ".xz")

@@ -67,11 +67,12 @@ def sample_condition(model, temperature_K, density, seed, args):
     import openmm
     from openmm import unit
 
-    from equiforce.systems import classical_water_system, water_box
+    from equiforce.systems import water_box
+    from validate import tip3pfb_system
 
     topology, positions = water_box(N_MOLECULES, density, seed=seed)
     edge_nm = topology.getPeriodicBoxVectors()[0][0].value_in_unit(unit.nanometer)
-    classical = classical_water_system(topology, cutoff_nm=min(0.9, 0.49 * edge_nm))
+    classical = tip3pfb_system(topology)
     integrator = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, 1 / unit.picosecond,
                                                  0.5 * unit.femtoseconds)
     integrator.setRandomNumberSeed(seed)
@@ -120,6 +121,7 @@ def sample_condition(model, temperature_K, density, seed, args):
 
 def run_sample(args):
     path = _configs_path(args.out)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     data = dict(np.load(path, allow_pickle=False)) if os.path.exists(path) else {}
     done = int(data.get("conditions_done", 0))
     temperatures = np.linspace(args.t_min, args.t_max, args.conditions)
@@ -144,13 +146,13 @@ def run_sample(args):
 
 def run_label(args):
     from ase import Atoms
-    from ase.io import read
 
+    from equiforce.data import cut_incomplete_frame
     from make_dataset import frame_to_text, label
 
     data = np.load(_configs_path(args.out), allow_pickle=False)
     positions, meta = data["positions_A"], json.loads(str(data["meta"]))
-    done = len(read(args.out, ":")) if os.path.exists(args.out) and os.path.getsize(args.out) else 0
+    done = cut_incomplete_frame(args.out)[0] if os.path.exists(args.out) else 0  # a killed run loses one frame
     for k in range(done, len(positions)):
         info = meta[k]
         edge = info["box_edge_A"]

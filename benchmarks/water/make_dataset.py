@@ -327,28 +327,9 @@ def frame_to_text(atoms):
 
 def scan_extxyz(path):
     """Byte offsets of complete frames in an extxyz file. Returns (n_complete, end_offset)."""
-    n, end = 0, 0
-    with open(path, "rb") as f:
-        while True:
-            start = f.tell()
-            line = f.readline()
-            if not line:
-                break
-            try:
-                nat = int(line.strip())
-            except ValueError:
-                break
-            ok = True
-            for _ in range(nat + 1):
-                ln = f.readline()
-                if not ln.endswith(b"\n"):
-                    ok = False
-                    break
-            if not ok:
-                break
-            n, end = n + 1, f.tell()
-            del start
-    return n, end
+    from equiforce.data import complete_frames
+
+    return complete_frames(path)
 
 
 def existing_frames(out, seed, log):

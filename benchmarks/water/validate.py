@@ -95,6 +95,12 @@ def max_oh_distance_angstrom(positions_nm: np.ndarray, box_nm: np.ndarray, pairs
     return float(np.linalg.norm(delta, axis=1).max() * ANGSTROM_PER_NM)
 
 
+def tip3pfb_system(topology: app.Topology) -> openmm.System:
+    """Flexible TIP3P-FB with PME, real-space cutoff 0.9 nm or just under half the box edge if smaller."""
+    edge_nm = min(v[i] for i, v in enumerate(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
+    return classical_water_system(topology, cutoff_nm=min(0.9, 0.49 * edge_nm))
+
+
 class ValidationRun:
     """One resumable simulation: state, trajectory and log live in ``work_dir``."""
 
@@ -132,8 +138,7 @@ class ValidationRun:
 
     def _system(self, topology: app.Topology) -> openmm.System:
         if self.spec.engine == "tip3pfb":
-            edge_nm = min(v[i] for i, v in enumerate(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
-            system = classical_water_system(topology, cutoff_nm=min(0.9, 0.49 * edge_nm))  # PME real-space cutoff
+            system = tip3pfb_system(topology)
         else:
             system = openmm.System()
             for atom in topology.atoms():
@@ -179,8 +184,7 @@ class ValidationRun:
 
     def _classical_start(self, topology, positions, platform, properties) -> openmm.State:
         """Minimised and equilibrated with flexible TIP3P-FB (the model starts from liquid, not from a grid)."""
-        edge_nm = min(v[i] for i, v in enumerate(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
-        system = classical_water_system(topology, cutoff_nm=min(0.9, 0.49 * edge_nm))
+        system = tip3pfb_system(topology)
         integrator = openmm.LangevinMiddleIntegrator(
             self.spec.temperature_K * unit.kelvin, self.args.friction_per_ps / unit.picosecond, 0.5 * unit.femtoseconds)
         integrator.setRandomNumberSeed(self.args.seed)

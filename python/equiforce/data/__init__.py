@@ -15,6 +15,7 @@ from ._batch import Batch, collate, iterate_batches, num_batches
 from ._graph import Graph, GraphDataset, species_indices, structure_to_graph
 from ._read import chemical_symbols, read_structures, structure_from_atoms
 from ._split import split_indices
+from ._extxyz import complete_frames, cut_incomplete_frame
 from ._statistics import average_num_neighbors, composition_matrix, fit_energy_shifts, force_rms
 from ._structure import DataError, Structure
 
@@ -33,6 +34,8 @@ __all__ = [
     "iterate_batches",
     "num_batches",
     "split_indices",
+    "complete_frames",
+    "cut_incomplete_frame",
     "fit_energy_shifts",
     "composition_matrix",
     "force_rms",
