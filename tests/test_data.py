@@ -14,6 +14,7 @@ from equiforce.data import (
     fit_energy_shifts,
     force_rms,
     iterate_batches,
+    read_atoms,
     read_structures,
     split_indices,
 )
@@ -89,6 +90,26 @@ def test_several_files_are_concatenated_and_max_frames_keeps_a_prefix(tmp_path):
     sources = [s.source for s in read_structures([first, second])]
     assert sources == [f"{first}:0", f"{first}:1", f"{first}:2", f"{second}:0", f"{second}:1"]
     assert [s.source for s in read_structures([first, second], max_frames=4)] == sources[:4]
+
+
+@pytest.mark.parametrize("suffix, module", [(".xz", "lzma"), (".gz", "gzip"), (".bz2", "bz2")])
+def test_compressed_extxyz_reads_like_the_plain_file(tmp_path, suffix, module):
+    import importlib
+
+    plain = write_frames(tmp_path / "w.extxyz", random_frames(4, seed=5))
+    packed = str(tmp_path / "w.extxyz") + suffix
+    with open(plain, "rb") as source, importlib.import_module(module).open(packed, "wb") as target:
+        target.write(source.read())
+    tail = read_atoms(packed, index="2:")
+    assert len(tail) == 2
+    for got, expected in zip(tail, ase.io.read(plain, index="2:")):
+        np.testing.assert_array_equal(got.get_positions(), expected.get_positions())
+        np.testing.assert_array_equal(got.get_forces(), expected.get_forces())
+        assert got.get_potential_energy() == expected.get_potential_energy()
+    from_packed = read_structures(packed)
+    from_plain = read_structures(plain)
+    assert [s.energy for s in from_packed] == [s.energy for s in from_plain]
+    assert from_packed[3].source == f"{packed}:3"
 
 
 def test_a_frame_without_energy_or_forces_is_named_in_the_error(tmp_path):

@@ -1,8 +1,7 @@
 """Shipped models: registry, the openmm-ml entry point ``equiforce-water-gfn2`` (offline), clear errors.
 
-The water model is not shipped yet (issue 3: the first candidate is accurate on the data but not stable in
-MD), so the entry point is exercised with a stand-in file placed where the shipped model goes; the accuracy
-check of the real file runs once it is in the package.
+The entry point is exercised with a stand-in file placed where the shipped model goes (so that those tests do
+not depend on the shipped weights); the shipped file itself is checked against GFN2-xTB frames it never saw.
 """
 import os
 import shutil
@@ -10,12 +9,12 @@ from importlib.metadata import entry_points
 
 import numpy as np
 import pytest
-from ase import io as ase_io
 from openmmml import MLPotential
 
 import equiforce
 from equiforce import pretrained
 from equiforce.calculator import EquiforceCalculator
+from equiforce.data import read_atoms
 from equiforce.systems import water_box
 from test_openmm import _box_angstrom, _expected, _openmm_energy_forces, _species
 
@@ -55,11 +54,10 @@ def test_unknown_missing_or_misused_shipped_names_give_clear_errors(monkeypatch,
         MLPotential("equiforce-water-gfn2", modelPath="mine.pt")
 
 
-@pytest.mark.skipif(not os.path.exists(WATER.path), reason="the water model is not shipped yet (issue 3)")
 def test_shipped_water_model_reproduces_unseen_gfn2_frames():
     """Frames labelled after the training run started (never in its train, validation or test split)."""
     assert equiforce.read_metadata(WATER.path)["elements"] == ["H", "O"]
-    frames = ase_io.read(WATER_DATA, index=f"{TRAINED_FRAMES}:")[-12:]
+    frames = read_atoms(WATER_DATA, index=f"{TRAINED_FRAMES}:")[-12:]
     calculator = EquiforceCalculator(WATER.path)
     energy_errors, force_errors = [], []
     for atoms in frames:

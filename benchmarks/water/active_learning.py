@@ -13,7 +13,7 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/water/active_learning.py sample --model benchmarks/water/candidates/water-gfn2-candidate1.pt
+    python benchmarks/water/active_learning.py sample --model python/equiforce/models/water-gfn2.pt
     OMP_NUM_THREADS=1 python benchmarks/water/active_learning.py label
 """
 import argparse
@@ -67,21 +67,11 @@ def sample_condition(model, temperature_K, density, seed, args):
     import openmm
     from openmm import unit
 
-    from equiforce.systems import water_box
-    from validate import tip3pfb_system
+    from equiforce.systems import equilibrate_classically, water_box
 
     topology, positions = water_box(N_MOLECULES, density, seed=seed)
     edge_nm = topology.getPeriodicBoxVectors()[0][0].value_in_unit(unit.nanometer)
-    classical = tip3pfb_system(topology)
-    integrator = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, 1 / unit.picosecond,
-                                                 0.5 * unit.femtoseconds)
-    integrator.setRandomNumberSeed(seed)
-    context = openmm.Context(classical, integrator, openmm.Platform.getPlatformByName("CPU"))
-    context.setPositions(positions * unit.nanometer)
-    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
-    context.setVelocitiesToTemperature(temperature_K * unit.kelvin, seed)
-    integrator.step(10000)  # 5 ps
-    state = context.getState(getPositions=True, getVelocities=True)
+    positions, velocities = equilibrate_classically(topology, positions, temperature_K, time_ps=5.0, seed=seed)
 
     system = openmm.System()
     for atom in topology.atoms():
@@ -92,8 +82,8 @@ def sample_condition(model, temperature_K, density, seed, args):
                                                     args.dt_fs * unit.femtoseconds)
     ml_integrator.setRandomNumberSeed(seed + 1)
     ml_context = openmm.Context(system, ml_integrator, openmm.Platform.getPlatformByName("CPU"))
-    ml_context.setPositions(state.getPositions())
-    ml_context.setVelocities(state.getVelocities())
+    ml_context.setPositions(positions * unit.nanometer)
+    ml_context.setVelocities(velocities * unit.nanometer / unit.picosecond)
     every = max(1, round(args.every_fs / args.dt_fs))
     frames, first_exit, stop_reason = [], None, "time limit"
     for k in range(int(round(args.max_ps * 1000 / args.every_fs))):
@@ -170,7 +160,9 @@ def run_label(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("phase", choices=["sample", "label"])
-    parser.add_argument("--model", default=os.path.join(HERE, "candidates", "water-gfn2-candidate1.pt"))
+    parser.add_argument("--model", default=os.path.join(HERE, "..", "..", "python", "equiforce", "models",
+                                                        "water-gfn2.pt"),
+                        help="exported model to sample with (default: the shipped water model, = candidate 1)")
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--conditions", type=int, default=24)
     parser.add_argument("--t-min", type=float, default=300.0)

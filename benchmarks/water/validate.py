@@ -39,7 +39,7 @@ from openmm import unit
 from equiforce.analysis import block_standard_error
 from equiforce.openmm import create_force
 from equiforce.pretrained import SHIPPED_MODELS
-from equiforce.systems import classical_water_system, water_box, water_mass_dalton
+from equiforce.systems import equilibrate_classically, tip3pfb_system, water_box, water_mass_dalton
 from equiforce.units import ANGSTROM_PER_NM, ns_per_day
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -93,12 +93,6 @@ def max_oh_distance_angstrom(positions_nm: np.ndarray, box_nm: np.ndarray, pairs
     edges = np.diag(box_nm)
     delta -= edges * np.round(delta / edges)
     return float(np.linalg.norm(delta, axis=1).max() * ANGSTROM_PER_NM)
-
-
-def tip3pfb_system(topology: app.Topology) -> openmm.System:
-    """Flexible TIP3P-FB with PME, real-space cutoff 0.9 nm or just under half the box edge if smaller."""
-    edge_nm = min(v[i] for i, v in enumerate(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
-    return classical_water_system(topology, cutoff_nm=min(0.9, 0.49 * edge_nm))
 
 
 class ValidationRun:
@@ -164,9 +158,11 @@ class ValidationRun:
             simulation.loadState(self.paths["state"])
             self._truncate_trajectory(topology)
         elif self.spec.engine == "equiforce" and self.args.classical_equilibration_ps > 0:
-            state = self._classical_start(topology, positions, platform, properties)
-            simulation.context.setPositions(state.getPositions())
-            simulation.context.setVelocities(state.getVelocities())
+            start, velocities = equilibrate_classically(
+                topology, positions, self.spec.temperature_K, self.args.classical_equilibration_ps,
+                seed=self.args.seed, friction_per_ps=self.args.friction_per_ps, properties=properties)
+            simulation.context.setPositions(start * unit.nanometer)
+            simulation.context.setVelocities(velocities * unit.nanometer / unit.picosecond)
         else:
             simulation.context.setPositions(positions * unit.nanometer)
             openmm.LocalEnergyMinimizer.minimize(simulation.context, 10.0, 500)
@@ -181,19 +177,6 @@ class ValidationRun:
             with open(self.paths["log"], "w", newline="") as handle:
                 csv.writer(handle).writerow(LOG_FIELDS)
         return simulation
-
-    def _classical_start(self, topology, positions, platform, properties) -> openmm.State:
-        """Minimised and equilibrated with flexible TIP3P-FB (the model starts from liquid, not from a grid)."""
-        system = tip3pfb_system(topology)
-        integrator = openmm.LangevinMiddleIntegrator(
-            self.spec.temperature_K * unit.kelvin, self.args.friction_per_ps / unit.picosecond, 0.5 * unit.femtoseconds)
-        integrator.setRandomNumberSeed(self.args.seed)
-        context = openmm.Context(system, integrator, platform, properties)
-        context.setPositions(positions * unit.nanometer)
-        openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
-        context.setVelocitiesToTemperature(self.spec.temperature_K * unit.kelvin, self.args.seed)
-        integrator.step(int(round(self.args.classical_equilibration_ps * 2000)))  # 0.5 fs steps
-        return context.getState(getPositions=True, getVelocities=True)
 
     def _truncate_trajectory(self, topology: app.Topology) -> None:
         """Drop frames written after the last saved state (a run killed between the two writes)."""

@@ -64,6 +64,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         molecules=args.molecules,
         temperature=args.temperature,
         timestep_fs=args.timestep,
+        classical_ps=args.classical_ps,
         nvt_steps=args.nvt_steps,
         nve_steps=args.nve_steps,
         platform=args.platform,
@@ -201,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--molecules", type=int, default=32)
     demo.add_argument("--temperature", type=float, default=300.0, help="K")
     demo.add_argument("--timestep", type=float, default=0.5, help="fs")
-    demo.add_argument("--nvt-steps", type=int, default=300)
+    demo.add_argument("--classical-ps", type=float, default=2.0,
+                      help="ps of flexible TIP3P-FB equilibration before the model takes over (0: start from the grid)")
+    demo.add_argument("--nvt-steps", type=int, default=1000)
     demo.add_argument("--nve-steps", type=int, default=1000)
     demo.add_argument("--platform", default="CPU")
     demo.add_argument("--precision", choices=["float32", "float64"], default=None)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .analysis import energy_drift
 from .pretrained import SHIPPED_MODELS
-from .systems import water_box
+from .systems import equilibrate_classically, water_box
 from .units import ns_per_day
 
 SHIPPED_MODEL = SHIPPED_MODELS["water-gfn2"].path
@@ -41,7 +41,9 @@ class DemoSettings:
     molecules: int = 32
     temperature: float = 300.0  # K
     timestep_fs: float = 0.5
-    nvt_steps: int = 300
+    classical_ps: float = 2.0  # flexible TIP3P-FB equilibration before the model takes over (0: none)
+    nvt_steps: int = 1000
+    nvt_friction_per_ps: float = 10.0  # strong coupling: the model relaxes the classical structure and heats it
     nve_steps: int = 1000
     sample_every: int = 10
     platform: str = "CPU"
@@ -81,15 +83,23 @@ def run_demo(settings: DemoSettings) -> dict:
     n_atoms = topology.getNumAtoms()
     system = MLPotential("equiforce", modelPath=model).createSystem(topology, precision=settings.precision)
     dt = settings.timestep_fs * unit.femtoseconds
-    nvt = openmm.LangevinMiddleIntegrator(settings.temperature * unit.kelvin, 1.0 / unit.picosecond, dt)
+    nvt = openmm.LangevinMiddleIntegrator(settings.temperature * unit.kelvin,
+                                         settings.nvt_friction_per_ps / unit.picosecond, dt)
     nve = openmm.VerletIntegrator(dt)
     integrator = openmm.CompoundIntegrator()
     integrator.addIntegrator(nvt)
     integrator.addIntegrator(nve)
     platform = openmm.Platform.getPlatformByName(settings.platform)
     context = openmm.Context(system, integrator, platform)
-    context.setPositions(positions * unit.nanometer)
-    context.setVelocitiesToTemperature(settings.temperature * unit.kelvin, settings.seed)
+    if settings.classical_ps > 0:
+        print(f"Starting from liquid: {settings.classical_ps} ps of flexible TIP3P-FB at {settings.temperature} K")
+        positions, velocities = equilibrate_classically(topology, positions, settings.temperature,
+                                                        settings.classical_ps, seed=settings.seed)
+        context.setPositions(positions * unit.nanometer)
+        context.setVelocities(velocities * unit.nanometer / unit.picosecond)
+    else:
+        context.setPositions(positions * unit.nanometer)
+        context.setVelocitiesToTemperature(settings.temperature * unit.kelvin, settings.seed)
     print(f"{settings.molecules} water molecules ({n_atoms} atoms), model {model}, platform {settings.platform}, "
           f"dt {settings.timestep_fs} fs")
 

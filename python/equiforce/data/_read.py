@@ -62,6 +62,29 @@ def _optional_array(atoms, key: Optional[str]):
     return None if value is None else np.asarray(value, dtype=np.float64)
 
 
+_DECOMPRESSORS = {".xz": "lzma", ".gz": "gzip", ".bz2": "bz2"}
+
+
+def read_atoms(path: str, index: str = ":"):
+    """``ase.io.read(path, index)``, but a compressed (.xz, .gz, .bz2) XYZ/extxyz file is decompressed once.
+
+    ASE opens compressed files as streams it cannot seek, and for an index other than the first frame it
+    decompresses the file again and again: reading the last 12 frames of the 1600-frame water set took 7 minutes
+    that way, and takes 2 s from memory. Returns a list of ``ase.Atoms`` for a slice index, one for an integer.
+    """
+    import importlib
+    import io
+
+    import ase.io
+
+    stem, suffix = os.path.splitext(path)
+    if suffix in _DECOMPRESSORS and os.path.splitext(stem)[1] in (".xyz", ".extxyz"):
+        with importlib.import_module(_DECOMPRESSORS[suffix]).open(path, "rt") as handle:
+            text = handle.read()
+        return ase.io.read(io.StringIO(text), index=index, format="extxyz")
+    return ase.io.read(path, index=index)
+
+
 def read_structures(
     paths: Union[str, Sequence[str]],
     max_frames: Optional[int] = None,
@@ -92,8 +115,6 @@ def read_structures(
     -------
     list of :class:`Structure`, each with ``source = "path:index"``.
     """
-    import ase.io
-
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     structures: List[Structure] = []
@@ -105,7 +126,7 @@ def read_structures(
             break
         index = ":" if max_frames is None else f":{max_frames - len(structures)}"
         try:
-            frames = ase.io.read(path, index=index)
+            frames = read_atoms(path, index=index)
         except Exception as error:  # ASE raises many kinds; name the file
             raise DataError(f"cannot read {path}: {type(error).__name__}: {error}") from error
         for k, atoms in enumerate(frames):
