@@ -1,8 +1,13 @@
 """The benchmark pipelines produce well-formed records (checked for shape, never for speed)."""
 import json
 import math
+import os
 
-from equiforce.bench import nve_table, run_nve, run_speed, speed_table
+import numpy as np
+import pytest
+
+from equiforce.bench import NVEInterrupted, NVEProtocol, nve_table, run_nve, run_nve_case, run_speed, speed_table
+from equiforce.bench._nve import case_key
 
 SPEED_KEYS = {"system", "n_atoms", "method", "platform", "dtype", "ms_per_step", "ns_per_day"}
 NVE_KEYS = {"method", "dtype", "dt_fs", "n_atoms", "duration_ps", "drift_kT_per_ns_per_dof",
@@ -25,14 +30,84 @@ def test_quick_speed_benchmark_writes_well_formed_records(exported_model, tmp_pa
     assert "torchforce" in speed_table(result)
 
 
+QUICK_NVE = NVEProtocol(duration_ps=0.025, equilibration_ps=0.002, classical_ps=0.002, sample_every=2)
+
+
 def test_quick_nve_benchmark_writes_well_formed_records(exported_model, tmp_path):
     path, _ = exported_model
-    result = run_nve([8], [0.5], duration_ps=0.025, equilibration_ps=0.002, dtypes=["float64"], sample_every=2,
-                     model_file=path, out=str(tmp_path / "nve.json"), minimize_iterations=5, progress=False)
+    result = run_nve([8], [0.5], QUICK_NVE, dtypes=["float64"], model_file=path, out=str(tmp_path / "nve.json"),
+                     progress=False)
+    assert result["complete"]
     assert [(r["method"], r["dtype"]) for r in result["records"]] == [("equiforce", "float64"),
                                                                       ("classical", "mixed")]
     for record in result["records"]:
-        assert NVE_KEYS <= set(record)
+        assert NVE_KEYS <= set(record) and record["failed"] is None
         assert len(record["series"]["time_ps"]) == 26
         assert all(math.isfinite(record[k]) for k in NVE_KEYS - {"method", "dtype"})
     assert "drift ratio" in nve_table(result)
+
+
+def test_an_interrupted_nve_case_resumes_from_its_saved_state(exported_model, tmp_path):
+    """Stop after the first save, then finish it twice from copies of the saved state: both continuations keep
+    the saved samples and agree (Verlet has no noise; the model's CPU gradients differ only in the last bits)."""
+    import shutil
+
+    path, _ = exported_model
+    protocol = NVEProtocol(duration_ps=0.02, equilibration_ps=0.002, classical_ps=0.002, sample_every=2, threads=1)
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    with pytest.raises(NVEInterrupted):  # a deadline in the past: save after the first sample and stop
+        run_nve_case("equiforce", "float64", 0.5, 8, path, protocol, work_dir=first, deadline=0.0, progress=False)
+    shutil.copytree(first, second)
+    saved = np.load(os.path.join(first, case_key("equiforce", "float64", 0.5, 8), "samples.npy"))
+    assert saved.shape == (1, 3)
+    finished = [run_nve_case("equiforce", "float64", 0.5, 8, path, protocol, work_dir=work, save_every_samples=5,
+                             progress=False) for work in (first, second)]
+    for record in finished:
+        assert record["failed"] is None
+        np.testing.assert_allclose(record["series"]["time_ps"], np.arange(21) * 0.001, atol=1e-12)
+        assert record["series"]["potential"][0] == saved[0, 2] and record["series"]["kinetic"][0] == saved[0, 1]
+    np.testing.assert_allclose(finished[0]["series"]["potential"], finished[1]["series"]["potential"], atol=1e-6)
+
+
+def test_a_rerun_skips_finished_cases_and_refuses_another_protocol(exported_model, tmp_path, monkeypatch):
+    path, _ = exported_model
+    out = str(tmp_path / "nve.json")
+    first = run_nve([8], [0.5], QUICK_NVE, methods=["classical"], model_file=path, out=out, progress=False)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished case was run again")
+
+    monkeypatch.setattr("equiforce.bench._nve.run_nve_case", must_not_run)
+    again = run_nve([8], [0.5], QUICK_NVE, methods=["classical"], model_file=path, out=out, progress=False)
+    assert again["records"] == first["records"] and again["complete"]
+    with pytest.raises(ValueError, match="another model or protocol"):
+        run_nve([8], [0.5], NVEProtocol(duration_ps=1.0), methods=["classical"], model_file=path, out=out)
+
+
+def test_a_blown_up_run_is_recorded_as_failed(exported_model, tmp_path, monkeypatch):
+    path, _ = exported_model
+    import openmm
+
+    real_get_state = openmm.Context.getState
+    calls = {"n": 0}
+
+    class Exploded:
+        def __init__(self, state):
+            self.state = state
+
+        def getKineticEnergy(self):
+            return self.state.getKineticEnergy() * float("nan")
+
+        def getPotentialEnergy(self):
+            return self.state.getPotentialEnergy()
+
+    def get_state(context, *args, **kwargs):
+        state = real_get_state(context, *args, **kwargs)
+        calls["n"] += 1
+        return Exploded(state) if kwargs.get("getEnergy") and calls["n"] > 6 else state
+
+    monkeypatch.setattr(openmm.Context, "getState", get_state)
+    record = run_nve_case("classical", "mixed", 0.5, 8, path, QUICK_NVE, progress=False)
+    assert record["failed"].startswith("non-finite energy at")
+    assert 0 < record["completed_ps"] < QUICK_NVE.duration_ps
+    assert "failed" in nve_table({"records": [record]})

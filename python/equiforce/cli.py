@@ -126,11 +126,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         out = args.out or os.path.join(results, "nve_quick.json" if args.quick else "nve.json")
         if args.quick:
-            result = bench.run_nve([32], [0.5], duration_ps=0.1, equilibration_ps=0.02, model_file=args.model,
-                                   out=out)
+            protocol = bench.NVEProtocol(duration_ps=0.1, equilibration_ps=0.02, classical_ps=0.2)
+            if os.path.exists(out):  # a quick run checks the pipeline: always afresh, never resumed
+                os.remove(out)
+            result = bench.run_nve([32], [0.5], protocol, model_file=args.model, out=out)
         else:
-            result = bench.run_nve(args.molecules or [32, 128], [0.25, 0.5, 1.0], duration_ps=20.0,
-                                   model_file=args.model, out=out)
+            protocol = bench.NVEProtocol(duration_ps=args.duration)
+            result = bench.run_nve(args.molecules or [32, 128], args.timesteps or [0.25, 0.5, 1.0], protocol,
+                                   dtypes=args.dtypes, model_file=args.model, out=out, work_dir=args.work,
+                                   max_minutes=args.max_minutes)
         table = bench.nve_table(result)
         with open(os.path.splitext(out)[0] + ".md", "w") as handle:
             handle.write(table + "\n")
@@ -233,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default=None, help="JSON file (a .md table and a .png plot are written beside it)")
     bench.add_argument("--model", default=None, help="exported model (default: shipped water model or same size)")
     bench.add_argument("--molecules", type=int, nargs="+", default=None, help="water box sizes (molecules)")
+    bench.add_argument("--timesteps", type=float, nargs="+", default=None, help="nve: fs (default 0.25 0.5 1.0)")
+    bench.add_argument("--dtypes", nargs="+", choices=["float32", "float64"], default=None,
+                       help="nve: model precisions (default both)")
+    bench.add_argument("--duration", type=float, default=20.0, help="nve: ps of NVE per run")
+    bench.add_argument("--work", default="runs/bench/nve",
+                       help="nve: each run saves its state here and a rerun of the same command continues it")
+    bench.add_argument("--max-minutes", type=float, default=None, help="nve: stop cleanly after this wall time")
     bench.add_argument("--peers", action="store_true",
                        help="also run nequip through openmm-ml (needs requirements-bench.txt and the peer build)")
     bench.set_defaults(run=_cmd_bench)

@@ -1,9 +1,17 @@
-"""NVE energy-conservation benchmark: NVT equilibration, then Verlet NVE with the total energy sampled often.
+"""NVE energy-conservation benchmark: a liquid start, NVT equilibration, then Verlet NVE with the total energy
+sampled often.
 
 Records: {"method", "dtype", "dt_fs", "n_atoms", "duration_ps", "drift_kT_per_ns_per_dof",
-"drift_stderr_kT_per_ns_per_dof", "drift_meV_per_atom_per_ps", "fluctuation_kJ_per_mol", "drift_ratio", ...}.
+"drift_stderr_kT_per_ns_per_dof", "drift_meV_per_atom_per_ps", "fluctuation_kJ_per_mol", "drift_ratio",
+"failed", "series"}. A run that blows up is recorded with ``failed`` saying when, not dropped.
+
+Runs are long on a CPU (20 ps of a 96-atom box at 0.25 fs is 80 000 model evaluations), so with ``work_dir`` each
+case saves its state and energy samples every few hundred samples and resumes from them, and ``run_nve`` skips
+the cases already in its output file: rerunning the same command continues where it stopped.
 """
 import os
+import time
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -12,11 +20,36 @@ from openmm import unit
 
 from ..analysis import energy_drift
 from ..openmm import create_force
-from ..systems import classical_water_system, water_box
+from ..systems import classical_water_system, equilibrate_classically, water_box
 from ._machine import describe_machine
 from ._speed import benchmark_model, write_json
 
 TEMPERATURE_K = 300.0
+
+
+class NVEInterrupted(Exception):
+    """The wall-time limit was reached; the case's state is saved and a rerun continues it."""
+
+
+@dataclass(frozen=True)
+class NVEProtocol:
+    """What every case of one benchmark run shares (a resumed run must use the same)."""
+
+    duration_ps: float = 20.0
+    equilibration_ps: float = 1.0  # NVT with the method itself, after the classical start
+    equilibration_friction_per_ps: float = 10.0  # strong coupling removes the heat of relaxing the classical start
+    classical_ps: float = 2.0  # flexible TIP3P-FB from the grid to liquid (0: minimise the grid only)
+    sample_every: int = 4  # steps between energy samples
+    platform: str = "CPU"
+    threads: int = 0  # OpenMM CPU threads (0: OpenMM's default); 1 makes the CPU runs bitwise reproducible
+    seed: int = 1
+
+    def platform_properties(self) -> Dict[str, str]:
+        return {"Threads": str(self.threads)} if self.threads and self.platform == "CPU" else {}
+
+
+def case_key(method: str, dtype: str, dt_fs: float, n_molecules: int) -> str:
+    return f"{method}-{dtype}-{dt_fs:g}fs-{n_molecules}mol"
 
 
 def _system(method: str, dtype: str, model_file: str, topology) -> openmm.System:
@@ -36,72 +69,151 @@ def _system(method: str, dtype: str, model_file: str, topology) -> openmm.System
     return system
 
 
-def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_file: str, duration_ps: float,
-                 equilibration_ps: float, sample_every: int, platform: str = "CPU", seed: int = 1,
-                 minimize_iterations: int = 100, progress: bool = True) -> Dict:
-    """One NVE run; returns its record (with the sampled series for plotting)."""
+def _start(context, integrator, topology, grid_nm: np.ndarray, dt_fs: float, protocol: NVEProtocol) -> None:
+    """Liquid start (classical), then NVT with the method under test; leaves the Verlet integrator selected."""
+    if protocol.classical_ps > 0:
+        positions, velocities = equilibrate_classically(topology, grid_nm, TEMPERATURE_K, protocol.classical_ps,
+                                                        seed=protocol.seed, platform=protocol.platform,
+                                                        properties=protocol.platform_properties())
+        context.setPositions(positions * unit.nanometer)
+        context.setVelocities(velocities * unit.nanometer / unit.picosecond)
+    else:
+        context.setPositions(grid_nm * unit.nanometer)
+        openmm.LocalEnergyMinimizer.minimize(context, 10.0, 100)
+        context.setVelocitiesToTemperature(TEMPERATURE_K * unit.kelvin, protocol.seed)
+    integrator.setCurrentIntegrator(0)
+    integrator.step(int(round(protocol.equilibration_ps * 1000.0 / dt_fs)))
+    integrator.setCurrentIntegrator(1)
+
+
+def _save(case_dir: str, context, samples: List) -> None:
+    """Atomically save the state (positions, velocities) and the samples taken so far."""
+    state = context.getState(getPositions=True, getVelocities=True)
+    for name, write in (("state.xml", lambda h: h.write(openmm.XmlSerializer.serialize(state))),
+                        ("samples.npy", lambda h: np.save(h, np.array(samples)))):
+        path = os.path.join(case_dir, name)
+        with open(path + ".tmp", "w" if name.endswith(".xml") else "wb") as handle:
+            write(handle)
+        os.replace(path + ".tmp", path)
+
+
+def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_file: str,
+                 protocol: NVEProtocol = NVEProtocol(), work_dir: Optional[str] = None,
+                 deadline: Optional[float] = None, save_every_samples: int = 500, progress: bool = True) -> Dict:
+    """One NVE run; returns its record (with the sampled series for plotting).
+
+    ``work_dir``: save and resume the case there. ``deadline`` (``time.monotonic()`` seconds): save and raise
+    :class:`NVEInterrupted` once passed.
+    """
     from tqdm import tqdm
 
-    topology, positions = water_box(n_molecules, 1.0, seed=seed)
-    system = _system(method, dtype, model_file, topology)
+    topology, grid = water_box(n_molecules, 1.0, seed=protocol.seed)
     dt = dt_fs * unit.femtoseconds
     integrator = openmm.CompoundIntegrator()
-    integrator.addIntegrator(openmm.LangevinMiddleIntegrator(TEMPERATURE_K * unit.kelvin, 1 / unit.picosecond, dt))
+    integrator.addIntegrator(openmm.LangevinMiddleIntegrator(
+        TEMPERATURE_K * unit.kelvin, protocol.equilibration_friction_per_ps / unit.picosecond, dt))
     integrator.addIntegrator(openmm.VerletIntegrator(dt))
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
-    context.setPositions(positions * unit.nanometer)
-    if minimize_iterations:
-        openmm.LocalEnergyMinimizer.minimize(context, 10.0, minimize_iterations)
-    context.setVelocitiesToTemperature(TEMPERATURE_K * unit.kelvin, seed)
-    integrator.setCurrentIntegrator(0)
-    integrator.step(int(round(equilibration_ps * 1000.0 / dt_fs)))
-    integrator.setCurrentIntegrator(1)
-    n_steps = int(round(duration_ps * 1000.0 / dt_fs))
-    samples = []
+    integrator.getIntegrator(0).setRandomNumberSeed(protocol.seed)
+    context = openmm.Context(_system(method, dtype, model_file, topology), integrator,
+                             openmm.Platform.getPlatformByName(protocol.platform), protocol.platform_properties())
     label = f"NVE {method} {dtype} {dt_fs} fs"
-    for done in tqdm(range(0, n_steps + 1, sample_every), desc=label, disable=not progress):
-        if done:
-            integrator.step(sample_every)
-        state = context.getState(getEnergy=True)
-        samples.append((done * dt_fs / 1000.0, state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole),
-                        state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)))
+    case_dir = os.path.join(work_dir, case_key(method, dtype, dt_fs, n_molecules)) if work_dir else None
+    samples: List = []
+    if case_dir and os.path.exists(os.path.join(case_dir, "samples.npy")):
+        with open(os.path.join(case_dir, "state.xml")) as handle:
+            context.setState(openmm.XmlSerializer.deserialize(handle.read()))
+        integrator.setCurrentIntegrator(1)
+        samples = np.load(os.path.join(case_dir, "samples.npy")).tolist()
+    else:
+        if case_dir:
+            os.makedirs(case_dir, exist_ok=True)
+        _start(context, integrator, topology, grid, dt_fs, protocol)
+
+    n_samples = int(round(protocol.duration_ps * 1000.0 / dt_fs)) // protocol.sample_every + 1
+    failed = None
+    with tqdm(total=n_samples, initial=len(samples), desc=label, disable=not progress) as bar:
+        while len(samples) < n_samples:
+            if samples:
+                integrator.step(protocol.sample_every)
+            state = context.getState(getEnergy=True)
+            sample = (len(samples) * protocol.sample_every * dt_fs / 1000.0,
+                      state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole),
+                      state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+            if not np.all(np.isfinite(sample)):
+                failed = f"non-finite energy at {sample[0]:.3f} ps (the simulation blew up)"
+                break
+            samples.append(sample)
+            bar.update(1)
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            if case_dir and (len(samples) % save_every_samples == 0 or out_of_time):
+                _save(case_dir, context, samples)
+            if out_of_time and len(samples) < n_samples:
+                raise NVEInterrupted(f"{label}: {len(samples)}/{n_samples} samples, saved in {case_dir}")
     data = np.array(samples)  # [n_samples, 3]: ps, kinetic, potential (kJ/mol)
     n_atoms = topology.getNumAtoms()
     n_dof = 3 * n_atoms - 3  # no constraints; total momentum is conserved
-    if not np.all(np.isfinite(data)):
-        raise FloatingPointError(f"{label}: energies became NaN/inf (the simulation blew up)")
-    drift = energy_drift(data[:, 0], data[:, 1] + data[:, 2], data[:, 1], n_atoms, n_dof, TEMPERATURE_K)
-    return {
-        "method": method, "dtype": dtype, "dt_fs": dt_fs, "n_atoms": n_atoms, "duration_ps": duration_ps,
-        "drift_kT_per_ns_per_dof": drift.drift_kT_per_ns_per_dof,
-        "drift_stderr_kT_per_ns_per_dof": drift.drift_stderr_kT_per_ns_per_dof,
-        "drift_meV_per_atom_per_ps": drift.drift_meV_per_atom_per_ps,
-        "fluctuation_kJ_per_mol": drift.fluctuation_kj_per_mol,
-        "drift_ratio": drift.drift_ratio,
-        "series": {"time_ps": data[:, 0].tolist(), "kinetic": data[:, 1].tolist(), "potential": data[:, 2].tolist()},
-    }
+    record = {"method": method, "dtype": dtype, "dt_fs": dt_fs, "n_atoms": n_atoms,
+              "duration_ps": protocol.duration_ps, "failed": failed}
+    if failed is None:
+        drift = energy_drift(data[:, 0], data[:, 1] + data[:, 2], data[:, 1], n_atoms, n_dof, TEMPERATURE_K)
+        record.update({
+            "drift_kT_per_ns_per_dof": drift.drift_kT_per_ns_per_dof,
+            "drift_stderr_kT_per_ns_per_dof": drift.drift_stderr_kT_per_ns_per_dof,
+            "drift_meV_per_atom_per_ps": drift.drift_meV_per_atom_per_ps,
+            "fluctuation_kJ_per_mol": drift.fluctuation_kj_per_mol,
+            "drift_ratio": drift.drift_ratio,
+        })
+    else:
+        record["completed_ps"] = float(data[-1, 0]) if len(data) else 0.0
+    record["series"] = {"time_ps": data[:, 0].tolist(), "kinetic": data[:, 1].tolist(),
+                        "potential": data[:, 2].tolist()} if len(data) else {"time_ps": [], "kinetic": [],
+                                                                              "potential": []}
+    return record
 
 
-def run_nve(molecules: List[int], timesteps_fs: List[float], duration_ps: float, equilibration_ps: float = 1.0,
-            methods: Optional[List[str]] = None, dtypes: Optional[List[str]] = None, sample_every: int = 4,
-            model_file: Optional[str] = None, platform: str = "CPU", out: Optional[str] = None,
-            minimize_iterations: int = 100, progress: bool = True) -> Dict:
-    """Every (size, method, dtype, dt) combination; JSON written to ``out`` after each run."""
+def run_nve(molecules: List[int], timesteps_fs: List[float], protocol: NVEProtocol = NVEProtocol(),
+            methods: Optional[List[str]] = None, dtypes: Optional[List[str]] = None,
+            model_file: Optional[str] = None, out: Optional[str] = None, work_dir: Optional[str] = None,
+            max_minutes: Optional[float] = None, progress: bool = True) -> Dict:
+    """Every (size, method, dtype, dt) combination; JSON written to ``out`` after each run.
+
+    When ``out`` already holds records of the same model and protocol, those cases are skipped (a different
+    model or protocol is refused rather than mixed in). With ``max_minutes`` the run stops cleanly (the case
+    in progress is saved in ``work_dir``) and the result has ``"complete": false``.
+    """
+    import json
+
     model_file = model_file or benchmark_model(os.path.join("runs", "bench", "untrained-water.pt"))
     methods = methods or ["equiforce", "classical"]
     dtypes = dtypes or ["float32", "float64"]
+    deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
     result = {"machine": describe_machine(), "model": model_file, "temperature_K": TEMPERATURE_K,
-              "sample_every_steps": sample_every, "records": []}
-    for n_molecules in molecules:
-        for method in methods:
-            for dtype in (dtypes if method != "classical" else ["mixed"]):
-                for dt_fs in timesteps_fs:
-                    record = run_nve_case(method, dtype, dt_fs, n_molecules, model_file, duration_ps,
-                                          equilibration_ps, sample_every, platform,
-                                          minimize_iterations=minimize_iterations, progress=progress)
-                    result["records"].append(record)
-                    if out:
-                        write_json(result, out)
+              "protocol": asdict(protocol), "records": [], "complete": False}
+    if out and os.path.exists(out):
+        with open(out) as handle:
+            previous = json.load(handle)
+        if previous.get("model") != model_file or previous.get("protocol") != asdict(protocol):
+            raise ValueError(f"{out} holds runs of another model or protocol ({previous.get('model')}, "
+                             f"{previous.get('protocol')}); choose another --out or remove it")
+        result["records"] = previous["records"]
+    done = {case_key(r["method"], r["dtype"], r["dt_fs"], r["n_atoms"] // 3) for r in result["records"]}
+    try:
+        for n_molecules in molecules:
+            for method in methods:
+                for dtype in (dtypes if method != "classical" else ["mixed"]):
+                    for dt_fs in timesteps_fs:
+                        if case_key(method, dtype, dt_fs, n_molecules) in done:
+                            continue
+                        record = run_nve_case(method, dtype, dt_fs, n_molecules, model_file, protocol,
+                                              work_dir=work_dir, deadline=deadline, progress=progress)
+                        result["records"].append(record)
+                        if out:
+                            write_json(result, out)
+        result["complete"] = True
+    except NVEInterrupted as stop:
+        print(f"stopped at the time limit: {stop}; rerun the same command to continue")
+    if out:
+        write_json(result, out)
     return result
 
 
@@ -110,6 +222,10 @@ def nve_table(result: Dict) -> str:
     lines = ["| method | dtype | dt (fs) | atoms | ps | drift (kT/ns/dof) | ± stderr | meV/atom/ps | "
              "fluctuation (kJ/mol) | drift ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["records"]:
+        if r.get("failed"):
+            lines.append(f"| {r['method']} | {r['dtype']} | {r['dt_fs']} | {r['n_atoms']} | {r['duration_ps']} | "
+                         f"failed: {r['failed']} | | | | |")
+            continue
         lines.append(f"| {r['method']} | {r['dtype']} | {r['dt_fs']} | {r['n_atoms']} | {r['duration_ps']} | "
                      f"{r['drift_kT_per_ns_per_dof']:+.3g} | {r['drift_stderr_kT_per_ns_per_dof']:.2g} | "
                      f"{r['drift_meV_per_atom_per_ps']:+.3g} | {r['fluctuation_kJ_per_mol']:.3g} | "

@@ -15,11 +15,15 @@ def plot_nve(result: Dict, path: str) -> None:
         series = record["series"]
         kinetic, potential = series["kinetic"], series["potential"]
         total = [k + p for k, p in zip(kinetic, potential)]
+        if not total:
+            continue
         for values, label in ((total, "total"), (potential, "potential"), (kinetic, "kinetic")):
             axis.plot(series["time_ps"], [v - values[0] for v in values], label=label, lw=0.8)
+        outcome = (f"FAILED: {record['failed']}" if record.get("failed") else
+                   f"drift {record['drift_kT_per_ns_per_dof']:+.2g}±{record['drift_stderr_kT_per_ns_per_dof']:.1g}"
+                   " kT/ns/dof")
         axis.set_title(f"{record['method']} {record['dtype']} dt={record['dt_fs']} fs, {record['n_atoms']} atoms: "
-                       f"drift {record['drift_kT_per_ns_per_dof']:+.2g}±{record['drift_stderr_kT_per_ns_per_dof']:.1g}"
-                       " kT/ns/dof", fontsize=8)
+                       f"{outcome}", fontsize=8)
         axis.set_ylabel("ΔE (kJ/mol)", fontsize=8)
     axes[-1, 0].set_xlabel("time (ps)")
     axes[0, 0].legend(fontsize=7, loc="upper left")
