@@ -168,3 +168,37 @@ def test_yaml_with_an_unknown_key_is_a_clear_error(tmp_path, capsys):
     path.write_text("data: x.extxyz\nlearning_rate: 0.1\n")
     assert cli_main(["train", str(path)]) == 2
     assert "learning_rate" in capsys.readouterr().err
+
+
+def test_fine_tuning_starts_from_the_checkpoint_weights_and_may_add_a_wall(tiny_data, tmp_path):
+    train(tiny_config(tiny_data, tmp_path / "first", max_epochs=2))
+    first = str(tmp_path / "first" / "best.ckpt")
+    original = model_from_checkpoint(first)
+    more_data = write_frames(tmp_path / "more.extxyz", random_frames(8, seed=5, max_atoms=8))
+    wall = {"repulsion_radii": {"H-H": 0.3, "H-O": 0.3, "O-O": 0.3}, "repulsion_strength": 50.0}
+    trainer = Trainer(tiny_config([tiny_data, more_data], tmp_path / "tuned", model=dict(TINY_MODEL, **wall),
+                                  init_from=first, max_epochs=1, lr=1e-3))
+    assert trainer.model_config.repulsion_strength == 50.0
+    assert trainer.model_config.atomic_energy_shifts == original.config.atomic_energy_shifts
+    original = original.double()
+
+    def energy(model, structure):
+        species = torch.tensor([original.config.elements.index(x) for x in structure.symbols])
+        cell = None if structure.cell is None else torch.as_tensor(structure.cell, dtype=torch.float64)
+        positions = torch.as_tensor(structure.positions, dtype=torch.float64)
+        return float(energy_and_forces(model, positions, species, cell)[0])
+
+    structures = read_structures(tiny_data)
+    started = [energy(trainer.model, s) for s in structures[:3]]
+    expected = [energy(original, s) for s in structures[:3]]
+    # the same weights; the wall (r_on 0.3 Å) is zero at these frames' distances
+    assert started == pytest.approx(expected, rel=1e-10, abs=1e-10)
+    trainer.fit()
+    assert load_checkpoint(str(tmp_path / "tuned" / "last.ckpt"))["train_config"]["init_from"] == first
+
+
+def test_fine_tuning_refuses_a_different_architecture(tiny_data, tmp_path):
+    train(tiny_config(tiny_data, tmp_path / "first", max_epochs=1))
+    with pytest.raises(ValueError, match=r"\['num_features'\] differ from the checkpoint"):
+        Trainer(tiny_config(tiny_data, tmp_path / "tuned", model=dict(TINY_MODEL, num_features=8),
+                            init_from=str(tmp_path / "first" / "best.ckpt")))

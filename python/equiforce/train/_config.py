@@ -65,6 +65,11 @@ class TrainConfig:
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     dtype
         ``"float64"`` or ``"float32"`` for the model and data during training.
+    init_from
+        Fine-tune: start from the weights of this checkpoint (``best.ckpt`` / ``last.ckpt`` of an earlier run, its
+        averaged weights when it has them) instead of a random initialisation. The architecture and the energy
+        shifts and scales come from the checkpoint, so ``model`` may only set the short-range wall
+        (``repulsion_radii``, ``repulsion_strength``); the optimiser, schedule and split start afresh on ``data``.
     export
         If set, export the best checkpoint's averaged weights to this TorchScript path at the end.
     export_dtype
@@ -100,6 +105,7 @@ class TrainConfig:
     patience: Optional[int] = 50
     device: str = "auto"
     dtype: str = "float64"
+    init_from: Optional[str] = None
     export: Optional[str] = None
     export_dtype: str = "float32"
     progress: bool = True

@@ -106,6 +106,11 @@ class Trainer:
             model_config = ModelConfig.from_dict(checkpoint["config"])
             dataset = GraphDataset(structures, model_config.elements, model_config.cutoff)
             self.statistics = checkpoint["statistics"]
+        elif config.init_from:
+            initial = load_checkpoint(config.init_from)
+            model_config = self._model_config_to_fine_tune(initial)
+            dataset = GraphDataset(structures, model_config.elements, model_config.cutoff)
+            self.statistics = {"init_from": config.init_from, **initial.get("statistics", {})}
         else:
             model_config, dataset = self._model_config_from_data(structures)
         self.model_config = model_config
@@ -122,6 +127,9 @@ class Trainer:
         with torch.no_grad():  # the model builds these buffers in float32; set them at full precision
             self.model.network.energy_shift.copy_(torch.tensor(model_config.atomic_energy_shifts, dtype=torch.float64))
             self.model.network.energy_scale.copy_(torch.tensor(model_config.atomic_energy_scales, dtype=torch.float64))
+        if checkpoint is None and config.init_from:
+            weights = initial.get("ema_state") if initial.get("ema_state") is not None else initial["model_state"]
+            self.model.load_state_dict(weights)
         averaged = build_model(model_config).to(device=self.device, dtype=self.dtype)
         self.ema = ExponentialMovingAverage(self.model, averaged, config.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -187,6 +195,20 @@ class Trainer:
                 f"cannot resume {self._path(LAST)}: the data changed (split sizes then {sizes}, now "
                 f"{ {k: len(v) for k, v in self.split.items()} }); set max_frames or restart"
             )
+
+    def _model_config_to_fine_tune(self, initial: Dict[str, Any]) -> ModelConfig:
+        """The checkpoint's ModelConfig; ``config.model`` may only change the short-range wall."""
+        stored = ModelConfig.from_dict(initial["config"])
+        wall = {"repulsion_radii", "repulsion_strength"}
+        other = sorted(k for k, v in self.config.model.items()
+                       if k not in wall and stored.to_dict().get(k, getattr(stored, k, None)) != v)
+        if other:
+            raise ValueError(
+                f"init_from {self.config.init_from}: the model settings {other} differ from the checkpoint's; a "
+                "fine-tuned model keeps its architecture and energy shifts (only repulsion_radii and "
+                "repulsion_strength may be set)"
+            )
+        return dataclasses.replace(stored, **{k: v for k, v in self.config.model.items() if k in wall})
 
     def _model_config_from_data(self, structures) -> "tuple[ModelConfig, GraphDataset]":
         """ModelConfig from ``config.model``, with elements and normalisation taken from the training split."""
