@@ -69,3 +69,17 @@ def test_shipped_water_model_reproduces_unseen_gfn2_frames():
     # exported model, whose errors are hundreds of meV/Å
     assert 1000 * float(np.mean(np.concatenate(force_errors))) < 70.0
     assert 1000 * float(np.mean(energy_errors)) < 3.0
+
+
+def test_the_shipped_file_runs_through_openmmml_with_its_energy_and_forces():
+    """``MLPotential("equiforce-water-gfn2")`` with no path: OpenMM (kJ/mol, nm) equals the file itself (eV, Å)."""
+    import torch
+
+    topology, positions = water_box(8, 1.0, seed=7)
+    system = MLPotential("equiforce-water-gfn2").createSystem(topology, precision="float64")
+    energy, forces = _openmm_energy_forces(system, positions)
+    model = torch.jit.load(WATER.path).double()
+    expected_energy, expected_forces = _expected(model, positions, _species(topology), _box_angstrom(topology))
+    assert energy == pytest.approx(expected_energy, rel=1e-7)  # summation order: 8e-9 seen
+    np.testing.assert_allclose(forces, expected_forces, rtol=1e-6, atol=1e-6 * np.abs(expected_forces).max())
+    assert np.abs(expected_forces).max() > 10.0  # kJ/mol/nm: a real, non-trivial force field

@@ -105,3 +105,17 @@ def test_bad_wall_settings_are_named():
         equiforce.ModelConfig(elements=["H", "O"], repulsion_radii={"O-H": 0.9}, repulsion_strength=1.0)
     with pytest.raises(ValueError, match="cutoff"):
         equiforce.ModelConfig(elements=["H", "O"], cutoff=4.0, repulsion_radii={"H-H": 4.5}, repulsion_strength=1.0)
+
+
+def test_property_model_energy_includes_the_wall():
+    from equiforce.nn import PropertyModel
+    from conftest import small_config
+
+    torch.manual_seed(3)
+    model = PropertyModel(small_config(heads=["dipole"], repulsion_radii=RADII, repulsion_strength=500.0)).double()
+    positions = torch.tensor([[0.0, 0.0, 0.0], [0.7, 0.1, 0.0], [0.1, 0.8, 0.2]], dtype=torch.float64)  # H-O inside
+    species = torch.tensor([1, 0, 0])
+    energy = float(model(positions, species))
+    assert float(model.properties(positions, species)["energy"]) == pytest.approx(energy, rel=1e-12)
+    model.network.use_repulsion = False
+    assert float(model.properties(positions, species)["energy"]) < energy - 1.0  # the wall was in it

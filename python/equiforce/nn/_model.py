@@ -80,8 +80,13 @@ class AtomicEnergies(nn.Module):
         """positions [N, 3] Å (only its size and dtype are used), species [N] long, edge_index [2, E],
         vectors [E, 3] Å from centre to neighbour -> [N] atomic energies in eV."""
         atomic = self.energies(self.features(positions, species, edge_index, vectors), species)
+        return self.with_wall(atomic, species, edge_index, vectors)
+
+    @torch.jit.export
+    def with_wall(self, atomic: Tensor, species: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:
+        """atomic [N] eV plus the short-range wall's pair energies (unchanged when the wall is off)."""
         if self.use_repulsion:
-            atomic = atomic + self.repulsion(species, edge_index, torch.linalg.norm(vectors, dim=1))
+            return atomic + self.repulsion(species, edge_index, torch.linalg.norm(vectors, dim=1))
         return atomic
 
     @torch.jit.export

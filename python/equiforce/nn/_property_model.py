@@ -53,6 +53,7 @@ class PropertyModel(EquivariantPotential):
         """Trunk once, then the energy readout and every head: vectors [E, 3] Å -> {name: [B, ...]}."""
         features = self.network.features(positions, species, edge_index, vectors)  # [N, F]
         atomic = self.network.energies(features, species)  # [N] eV
+        atomic = self.network.with_wall(atomic, species, edge_index, vectors)
         outputs: Dict[str, Tensor] = {
             "energy": torch.zeros(num_graphs, dtype=atomic.dtype, device=atomic.device).index_add(0, batch, atomic)
         }
