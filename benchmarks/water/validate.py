@@ -6,7 +6,8 @@ Runs (each in its own folder under ``--work``, each resumable on its own):
 - ``nvt-300``, ``nvt-400``: the equiforce model, Langevin NVT at 300 K and 400 K for ``--time-ps``. Stability is
   checked on every saved frame: all positions finite and every H within 1.3 Å of its own O (minimum image).
 - ``tip3pfb-300``, ``tip3pfb-400``: the same protocol with classical flexible TIP3P-FB (PME): reference RDFs.
-- ``npt-300``: the equiforce model at 300 K and 1 bar with a ``MonteCarloBarostat``: density.
+- ``npt-300``, ``tip3pfb-npt-300``: the equiforce model and TIP3P-FB at 300 K and 1 bar with a
+  ``MonteCarloBarostat`` for ``--npt-time-ps`` (20 ps): density.
 
 Every saved frame is appended to ``traj.dcd`` and ``log.csv`` and the simulation state is written atomically
 beside them, so a killed run loses at most one frame interval and a rerun continues where it stopped. The
@@ -16,7 +17,7 @@ distribution functions (mdtraj), the NPT density and the stability checks to
 
 Usage (from the repository root)::
 
-    python benchmarks/water/validate.py                         # everything, 100 ps each (resumes)
+    python benchmarks/water/validate.py                         # everything: NVT 100 ps, NPT 20 ps (resumes)
     python benchmarks/water/validate.py --runs nvt-300 --max-minutes 30 --threads 1
     python benchmarks/water/validate.py --analyse-only
 """
@@ -62,6 +63,7 @@ RUNS = {
         RunSpec("tip3pfb-300", "tip3pfb", 300.0),
         RunSpec("tip3pfb-400", "tip3pfb", 400.0),
         RunSpec("npt-300", "equiforce", 300.0, npt=True),
+        RunSpec("tip3pfb-npt-300", "tip3pfb", 300.0, npt=True),
     )
 }
 LOG_FIELDS = ["step", "time_ps", "potential_kj_mol", "kinetic_kj_mol", "temperature_K", "volume_nm3",
@@ -123,16 +125,20 @@ class ValidationRun:
         return max(1, round(self.args.frame_ps * 1000.0 / self.dt_fs))
 
     @property
+    def target_ps(self) -> float:
+        return self.args.npt_time_ps if self.spec.npt else self.args.time_ps
+
+    @property
     def target_steps(self) -> int:
-        return round(self.args.time_ps * 1000.0 / self.dt_fs)
+        return round(self.target_ps * 1000.0 / self.dt_fs)
 
     @property
     def finished(self) -> bool:
         return self.progress["failed"] is not None or self.progress["steps"] >= self.target_steps
 
     def _system(self, topology: app.Topology) -> openmm.System:
-        if self.spec.engine == "tip3pfb":
-            system = tip3pfb_system(topology)
+        if self.spec.engine == "tip3pfb":  # under a barostat the box shrinks: keep the cutoff well below half
+            system = tip3pfb_system(topology, max_cutoff_fraction=0.42 if self.spec.npt else 0.49)
         else:
             system = openmm.System()
             for atom in topology.atoms():
@@ -296,7 +302,7 @@ def analyse(runs: Dict[str, ValidationRun], args: argparse.Namespace) -> Dict:
     result = {
         "model": os.path.relpath(args.model, REPOSITORY) if args.model.startswith(REPOSITORY) else args.model,
         "molecules": args.molecules, "friction_per_ps": args.friction_per_ps,
-        "target_time_ps": args.time_ps, "frame_ps": args.frame_ps, "equilibration_ps": args.equilibration_ps,
+        "target_time_ps": args.time_ps, "npt_target_time_ps": args.npt_time_ps, "frame_ps": args.frame_ps, "equilibration_ps": args.equilibration_ps,
         "platform": "CPU", "torch_threads": torch.get_num_threads(), "stability_rule":
         f"all positions finite and every H within {MAX_OH_ANGSTROM} Å of its own O on every frame", "runs": {}}
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -338,19 +344,24 @@ def analyse(runs: Dict[str, ValidationRun], args: argparse.Namespace) -> Dict:
     figure.savefig(os.path.join(args.results, "water_rdf.png"), dpi=120)
     plt.close(figure)
 
-    npt = runs.get("npt-300")
-    log = npt.log() if npt is not None else None
-    if log is not None and len(log["step"]):
+    npt_runs = [(name, "equiforce" if runs[name].spec.engine == "equiforce" else "TIP3P-FB", colour)
+                for name, colour in (("npt-300", "C3"), ("tip3pfb-npt-300", "C0"))]
+    logs = {name: runs[name].log() for name, _, _ in npt_runs}
+    if any(log is not None and len(log["step"]) for log in logs.values()):
         figure, axis = plt.subplots(figsize=(6, 3.5))
-        axis.plot(log["time_ps"], log["density_g_cm3"], lw=0.8)
-        axis.axvline(args.equilibration_ps, color="grey", ls=":", label="equilibration")
-        if "density_g_cm3" in result["runs"]["npt-300"]:
-            entry = result["runs"]["npt-300"]
-            axis.axhline(entry["density_g_cm3"], color="C3",
-                         label=f"mean {entry['density_g_cm3']:.3f} ± {entry['density_stderr_g_cm3']:.3f} g/cm³")
+        for name, label, colour in npt_runs:
+            log, entry = logs[name], result["runs"][name]
+            if log is None or not len(log["step"]):
+                continue
+            if "density_g_cm3" in entry:
+                label += f": {entry['density_g_cm3']:.3f} ± {entry['density_stderr_g_cm3']:.3f} g/cm³"
+            axis.plot(log["time_ps"], log["density_g_cm3"], lw=0.8, color=colour, label=label)
+            if "density_g_cm3" in entry:
+                axis.axhline(entry["density_g_cm3"], color=colour, ls="--", lw=0.8)
+        axis.axvline(args.equilibration_ps, color="grey", ls=":", label="equilibration (discarded)")
         axis.set_xlabel("time (ps)")
         axis.set_ylabel("density (g/cm³)")
-        axis.set_title(f"NPT 300 K, {args.pressure_bar:g} bar, MonteCarloBarostat")
+        axis.set_title(f"NPT 300 K, {args.pressure_bar:g} bar, MonteCarloBarostat, {args.molecules} molecules")
         axis.legend(fontsize=8)
         figure.tight_layout()
         figure.savefig(os.path.join(args.results, "water_npt_density.png"), dpi=120)
@@ -364,7 +375,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=SHIPPED_MODELS["water-gfn2"].path, help="exported model file")
     parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
-    parser.add_argument("--time-ps", type=float, default=100.0, help="length of every run (ps)")
+    parser.add_argument("--time-ps", type=float, default=100.0, help="length of every NVT run (ps)")
+    parser.add_argument("--npt-time-ps", type=float, default=20.0, help="length of the NPT (density) runs (ps)")
     parser.add_argument("--timestep-fs", type=float, default=0.5)
     parser.add_argument("--classical-equilibration-ps", type=float, default=5.0,
                         help="equiforce runs start from flexible TIP3P-FB equilibrated this long (0: minimise the grid)")
@@ -393,7 +405,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             runs[name].run(deadline)
     result = analyse(runs, args)
     for name, entry in result["runs"].items():
-        print(f"{name}: {entry['simulated_ps']:.1f}/{args.time_ps:g} ps, failed: {entry['failed']}, "
+        print(f"{name}: {entry['simulated_ps']:.1f}/{runs[name].target_ps:g} ps, failed: {entry['failed']}, "
               f"max O-H {entry.get('max_oh_angstrom', float('nan')):.2f} Å, "
               f"{entry.get('median_ms_per_step', float('nan')):.1f} ms/step"
               + (f", density {entry['density_g_cm3']:.3f} g/cm3" if "density_g_cm3" in entry else ""))

@@ -103,10 +103,11 @@ def classical_water_system(topology: app.Topology, cutoff_nm: float = 0.45, ewal
     return system
 
 
-def tip3pfb_system(topology: app.Topology) -> openmm.System:
-    """Flexible TIP3P-FB with PME, real-space cutoff 0.9 nm or just under half the shortest box edge if smaller."""
+def tip3pfb_system(topology: app.Topology, max_cutoff_fraction: float = 0.49) -> openmm.System:
+    """Flexible TIP3P-FB with PME, real-space cutoff 0.9 nm or ``max_cutoff_fraction`` of the shortest box edge if
+    smaller (it must stay below half the edge: leave room for the box to shrink under a barostat)."""
     edge_nm = min(v[i] for i, v in enumerate(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
-    return classical_water_system(topology, cutoff_nm=min(0.9, 0.49 * edge_nm))
+    return classical_water_system(topology, cutoff_nm=min(0.9, max_cutoff_fraction * edge_nm))
 
 
 def equilibrate_classically(topology: app.Topology, positions_nm: np.ndarray, temperature_K: float,
