@@ -8,7 +8,8 @@ for each trained model (exported, float32):
 
 - test-split errors (energy meV/atom, forces meV/Å) with the exported file (``equiforce.evaluate``);
 - ms/step of the TorchForce in OpenMM (CPU platform, 32 water molecules), the same process for all lmax;
-- NVE drift at 0.5 fs (``equiforce.bench.run_nve``; 32 molecules after 1 ps of Langevin equilibration).
+- NVE drift at 0.5 fs (``equiforce.bench.run_nve``; 32 molecules from a TIP3P-FB start after 1 ps of Langevin
+  equilibration with the model).
 
 Results: ``benchmarks/results/lmax.json`` (rewritten after every stage), ``lmax.md`` and ``lmax.png``. Every
 training run resumes where it stopped (``runs/lmax/lmax<L>/last.ckpt``), and finished stages are not redone,
@@ -62,6 +63,14 @@ def _write(result: Dict) -> None:
     os.replace(path + ".tmp", path)
 
 
+def _drift_cell(drift) -> str:
+    if not drift:
+        return " |"
+    if drift.get("failed"):
+        return f" failed: {drift['failed']} |"
+    return f"{drift['drift_kT_per_ns_per_dof']:+.3g} ± {drift['drift_stderr_kT_per_ns_per_dof']:.2g} |"
+
+
 def table(result: Dict) -> str:
     lines = ["| lmax | features | parameters | epochs | train h | test E MAE (meV/atom) | test F MAE (meV/Å) | "
              "ms/step (OpenMM CPU, 96 atoms) | NVE drift 0.5 fs (kT/ns/dof) |", "|" + "---|" * 9]
@@ -71,7 +80,7 @@ def table(result: Dict) -> str:
             f"| {entry['lmax']} | {entry['num_features']} | {entry['parameters']} | {entry.get('epochs', '')} | "
             f"{entry.get('train_hours', float('nan')):.2f} | {entry.get('test', {}).get('energy_mae', float('nan')):.3f} | "
             f"{entry.get('test', {}).get('force_mae', float('nan')):.1f} | {entry.get('ms_per_step', float('nan')):.1f} | "
-            + (f"{drift['drift_kT_per_ns_per_dof']:+.3g} ± {drift['drift_stderr_kT_per_ns_per_dof']:.2g} |" if drift else " |"))
+            + _drift_cell(drift))
     return "\n".join(lines)
 
 
@@ -113,7 +122,7 @@ def main(argv: List[str] = None) -> int:
 
     import torch
 
-    from equiforce.bench import run_nve, run_speed
+    from equiforce.bench import NVEProtocol, run_nve, run_speed
     from equiforce.data import split_indices
     from equiforce.evaluate import evaluate_model
     from equiforce.train import TrainConfig, Trainer
@@ -168,8 +177,9 @@ def main(argv: List[str] = None) -> int:
             entry["ms_per_step"] = speed["records"][0]["ms_per_step"]
             _write(result)
         if "nve" not in entry:
-            nve = run_nve([32], [0.5], duration_ps=args.nve_ps, methods=["equiforce"], dtypes=["float32"],
-                          model_file=model_file)
+            nve = run_nve([32], [0.5], NVEProtocol(duration_ps=args.nve_ps), methods=["equiforce"],
+                          dtypes=["float32"], model_file=model_file,
+                          work_dir=os.path.join(args.work, f"lmax{entry['lmax']}", "nve"))
             entry["nve"] = {k: v for k, v in nve["records"][0].items() if k != "series"}
             _write(result)
     with open(os.path.join(RESULTS, "lmax.md"), "w") as handle:
