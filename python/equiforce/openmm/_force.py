@@ -2,10 +2,27 @@
 import math
 from typing import Iterable, List, Optional, Sequence
 
+import logging
+
 import torch  # must come before openmmtorch (it needs torch's libraries)
 import openmm.app
 from openmm import unit
-import openmmtorch
+
+
+class _HideSimtkNotice(logging.Filter):
+    """openmmtorch 1.5 imports the old ``simtk.openmm`` name, which logs a deprecation notice meant for its authors,
+    not for our users; hide that one record while importing it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "simtk.openmm" not in record.getMessage()
+
+
+_notice_filter = _HideSimtkNotice()
+logging.getLogger().addFilter(_notice_filter)
+try:
+    import openmmtorch
+finally:
+    logging.getLogger().removeFilter(_notice_filter)
 
 from ..export import load_model
 from ..units import ANGSTROM_PER_NM
