@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""Where the water model holds and where it stops: one molecule distorted inside liquid, model vs GFN2-xTB.
+
+From frame 1599 of the data set (never used in training), molecule 0 is distorted while the other 31 stay put:
+
+- ``stretch``: one O–H bond from 0.80 to 1.50 Å along its own direction;
+- ``bend``: the H–O–H angle from 60° to 160°, both bond lengths kept, the second H turned in the molecule's plane.
+
+Each point is labelled with GFN2-xTB (the settings of ``make_dataset.py``, periodic) and evaluated with the model
+(the shipped file, or ``--model``); energies are relative to the undistorted frame. The span the training data
+covers (longest intramolecular O–H, range of H–O–H angles over all 1600 frames) is shaded in the plot, so one
+sees how far beyond the data the model stays right, and what the short-range wall does.
+
+Results: ``benchmarks/results/water_scans.json`` (written after every point; a rerun skips the points done) and
+``water_scans.png``. About 5 s of GFN2-xTB per point on one core, 27 points.
+
+Usage (from the repository root)::
+
+    python benchmarks/water/scans.py [--model FILE]
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPOSITORY = os.path.dirname(os.path.dirname(HERE))
+DATA = os.path.join(HERE, "data", "water_gfn2.extxyz.xz")
+RESULTS = os.path.join(REPOSITORY, "benchmarks", "results")
+FRAME = 1599
+STRETCH_ANGSTROM = [round(x, 2) for x in np.arange(0.80, 1.501, 0.05)]
+BEND_DEGREES = list(range(60, 161, 10))
+
+
+def minimum_image(delta: np.ndarray, edge: float) -> np.ndarray:
+    return delta - edge * np.round(delta / edge)
+
+
+def molecule_geometry(positions: np.ndarray, edge: float):
+    """Intramolecular O–H lengths [M, 2] (Å) and H–O–H angles [M] (degrees); atoms ordered O, H, H."""
+    oxygen = positions[0::3, None, :]
+    hydrogens = np.stack([positions[1::3], positions[2::3]], axis=1)
+    bonds = minimum_image(hydrogens - oxygen, edge)  # [M, 2, 3]
+    lengths = np.linalg.norm(bonds, axis=-1)
+    cosine = np.sum(bonds[:, 0] * bonds[:, 1], axis=-1) / (lengths[:, 0] * lengths[:, 1])
+    return lengths, np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+
+
+def data_ranges(frames) -> dict:
+    lengths, angles = [], []
+    for atoms in frames:
+        length, angle = molecule_geometry(atoms.get_positions(), atoms.cell[0, 0])
+        lengths.append(length.ravel())
+        angles.append(angle)
+    lengths, angles = np.concatenate(lengths), np.concatenate(angles)
+    return {"oh_min_angstrom": float(lengths.min()), "oh_max_angstrom": float(lengths.max()),
+            "hoh_min_degrees": float(angles.min()), "hoh_max_degrees": float(angles.max())}
+
+
+def stretched(atoms, length: float):
+    """Copy with the first O–H bond of molecule 0 set to ``length`` Å along its own direction."""
+    out = atoms.copy()
+    positions = out.get_positions()
+    bond = minimum_image(positions[1] - positions[0], out.cell[0, 0])
+    positions[1] = positions[0] + bond / np.linalg.norm(bond) * length
+    out.set_positions(positions)
+    return out
+
+
+def bent(atoms, angle_degrees: float):
+    """Copy with the H–O–H angle of molecule 0 set to ``angle_degrees``: the second H turns in the plane."""
+    out = atoms.copy()
+    positions = out.get_positions()
+    edge = out.cell[0, 0]
+    first = minimum_image(positions[1] - positions[0], edge)
+    second = minimum_image(positions[2] - positions[0], edge)
+    u = first / np.linalg.norm(first)
+    in_plane = second - np.dot(second, u) * u
+    v = in_plane / np.linalg.norm(in_plane)
+    theta = np.radians(angle_degrees)
+    positions[2] = positions[0] + np.linalg.norm(second) * (np.cos(theta) * u + np.sin(theta) * v)
+    out.set_positions(positions)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=os.path.join(REPOSITORY, "python", "equiforce", "models", "water-gfn2.pt"))
+    parser.add_argument("--out", default=os.path.join(RESULTS, "water_scans.json"))
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from the JSON")
+    args = parser.parse_args(argv)
+    if args.plot_only:
+        with open(args.out) as handle:
+            plot(json.load(handle), os.path.splitext(args.out)[0] + ".png")
+        return 0
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.path.insert(0, HERE)
+    from make_dataset import label  # GFN2-xTB with the data set's settings
+    from tqdm import tqdm
+
+    from equiforce.calculator import EquiforceCalculator
+    from equiforce.data import read_atoms
+
+    frames = read_atoms(DATA, index=":")
+    base = frames[FRAME]
+    result = {"model": os.path.relpath(args.model, REPOSITORY), "frame": FRAME, "molecule": 0, "points": {}}
+    if os.path.exists(args.out):
+        with open(args.out) as handle:
+            previous = json.load(handle)
+        if previous.get("model") == result["model"]:
+            result = previous
+    result["data_ranges"] = data_ranges(frames)
+    metadata_radii = json.loads(json.dumps(__import__("equiforce").read_metadata(args.model)["config"]))
+    result["wall_onsets_angstrom"] = metadata_radii.get("repulsion_radii")
+
+    calculator = EquiforceCalculator(args.model)
+    points = [("reference", None, base)]
+    points += [("stretch", r, stretched(base, r)) for r in STRETCH_ANGSTROM]
+    points += [("bend", a, bent(base, a)) for a in BEND_DEGREES]
+    for kind, value, atoms in tqdm(points, desc="scan points"):
+        key = kind if value is None else f"{kind} {value}"
+        if key in result["points"]:
+            continue
+        gfn2 = float(label(atoms).get_potential_energy())
+        model_atoms = atoms.copy()
+        model_atoms.calc = calculator
+        result["points"][key] = {"kind": kind, "value": value, "gfn2_eV": gfn2,
+                                 "model_eV": float(model_atoms.get_potential_energy())}
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out + ".tmp", "w") as handle:
+            json.dump(result, handle, indent=1)
+        os.replace(args.out + ".tmp", args.out)
+    plot(result, os.path.splitext(args.out)[0] + ".png")
+    return 0
+
+
+def plot(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reference = result["points"]["reference"]
+    ranges = result["data_ranges"]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, kind, unit_label, span in (
+        (axes[0], "stretch", "O–H length (Å)", (ranges["oh_min_angstrom"], ranges["oh_max_angstrom"])),
+        (axes[1], "bend", "H–O–H angle (°)", (ranges["hoh_min_degrees"], ranges["hoh_max_degrees"])),
+    ):
+        points = sorted((p for p in result["points"].values() if p["kind"] == kind), key=lambda p: p["value"])
+        x = [p["value"] for p in points]
+        axis.axvspan(*span, color="0.9", label="range of the training data")
+        axis.plot(x, [p["gfn2_eV"] - reference["gfn2_eV"] for p in points], "k-o", ms=3, label="GFN2-xTB")
+        model = [p["model_eV"] - reference["model_eV"] for p in points]
+        axis.plot(x, model, "C3-s", ms=3, label="equiforce")
+        top = 1.5 * max(p["gfn2_eV"] - reference["gfn2_eV"] for p in points)
+        axis.set_ylim(-0.2, top)
+        for value, energy in zip(x, model):
+            if energy > top:  # the wall, far above GFN2: say where it went rather than squash the plot
+                axis.annotate(f"{energy:.1f} eV", (value, top), xytext=(0, -12), textcoords="offset points",
+                              fontsize=7, color="C3", ha="left", arrowprops=dict(arrowstyle="->", color="C3"))
+        axis.set_xlabel(unit_label)
+        axis.set_ylabel("ΔE (eV), relative to the undistorted frame")
+        axis.legend(fontsize=8)
+    axes[0].set_title("one O–H bond stretched, in liquid", fontsize=9)
+    axes[1].set_title("one molecule bent, in liquid", fontsize=9)
+    figure.suptitle(f"{result['model']}: frame {result['frame']} of the water data (unseen in training)",
+                    fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
