@@ -6,6 +6,11 @@ From frame 1599 of the data set (never used in training), molecule 0 is distorte
 - ``stretch``: one O–H bond from 0.80 to 1.50 Å along its own direction;
 - ``bend``: the H–O–H angle from 60° to 160°, both bond lengths kept, the second H turned in the molecule's plane.
 
+and, for the density: ``volume``: six frames near 1 g/cm³ (270–350 K) scaled by ±1 % in length, molecules moved
+rigidly with their oxygen. The central difference of the energy gives the configurational pressure
+−∂E/∂V (the rigid-molecule virial); with the molecular kinetic term N_mol k_B T / V at 300 K it is the pressure
+each method would need a barostat to balance at that density: the sign says whether NPT expands or compresses.
+
 Each point is labelled with GFN2-xTB (the settings of ``make_dataset.py``, periodic) and evaluated with the model
 (the shipped file, or ``--model``); energies are relative to the undistorted frame. The span the training data
 covers (longest intramolecular O–H, range of H–O–H angles over all 1600 frames) is shaded in the plot, so one
@@ -32,6 +37,9 @@ RESULTS = os.path.join(REPOSITORY, "benchmarks", "results")
 FRAME = 1599
 STRETCH_ANGSTROM = [round(x, 2) for x in np.arange(0.80, 1.501, 0.05)]
 BEND_DEGREES = list(range(60, 161, 10))
+VOLUME_FRAMES = [1507, 1509, 1512, 1513, 1515, 1520]  # densities 0.97-1.03 g/cm^3, 269-353 K
+VOLUME_SCALES = [0.99, 1.01]  # box length factors; 1.0 is the frame itself
+PRESSURE_TEMPERATURE_K = 300.0
 
 
 def minimum_image(delta: np.ndarray, edge: float) -> np.ndarray:
@@ -85,6 +93,39 @@ def bent(atoms, angle_degrees: float):
     return out
 
 
+def scaled(atoms, factor: float):
+    """Copy with the box and the oxygen positions scaled by ``factor``; each molecule moves rigidly with its O."""
+    out = atoms.copy()
+    positions = out.get_positions()
+    shift = (factor - 1.0) * positions[0::3]  # [M, 3]
+    out.set_positions(positions + np.repeat(shift, 3, axis=0))
+    out.set_cell(out.cell.array * factor, scale_atoms=False)
+    return out
+
+
+def pressures(result: dict) -> dict:
+    """Per frame and method: configurational pressure −ΔE/ΔV and total with the molecular kinetic term (bar)."""
+    from ase import units
+
+    table = {}
+    for frame in VOLUME_FRAMES:
+        keys = [f"volume {frame} {scale}" for scale in VOLUME_SCALES]
+        if not all(key in result["points"] for key in keys):
+            continue
+        low, high = (result["points"][key] for key in keys)
+        delta_volume = high["volume_A3"] - low["volume_A3"]
+        volume = result["points"][f"volume {frame} 1.0"]["volume_A3"]
+        molecules = result["points"][f"volume {frame} 1.0"]["molecules"]
+        kinetic = molecules * units.kB * PRESSURE_TEMPERATURE_K / volume  # eV/Å^3, molecular (rigid) kinetic term
+        entry = {"density_g_cm3": low["density_g_cm3"]}
+        for method in ("gfn2", "model"):
+            configurational = -(high[f"{method}_eV"] - low[f"{method}_eV"]) / delta_volume
+            entry[f"{method}_configurational_bar"] = configurational / units.bar
+            entry[f"{method}_total_bar"] = (configurational + kinetic) / units.bar
+        table[str(frame)] = entry
+    return table
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=os.path.join(REPOSITORY, "python", "equiforce", "models", "water-gfn2.pt"))
@@ -120,20 +161,34 @@ def main(argv=None) -> int:
     points = [("reference", None, base)]
     points += [("stretch", r, stretched(base, r)) for r in STRETCH_ANGSTROM]
     points += [("bend", a, bent(base, a)) for a in BEND_DEGREES]
+    points += [("volume", (frame, factor), scaled(frames[frame], factor))
+               for frame in VOLUME_FRAMES for factor in [1.0] + VOLUME_SCALES]
     for kind, value, atoms in tqdm(points, desc="scan points"):
-        key = kind if value is None else f"{kind} {value}"
+        if kind == "volume":
+            key = f"volume {value[0]} {value[1]}"
+        else:
+            key = kind if value is None else f"{kind} {value}"
         if key in result["points"]:
             continue
         gfn2 = float(label(atoms).get_potential_energy())
         model_atoms = atoms.copy()
         model_atoms.calc = calculator
         result["points"][key] = {"kind": kind, "value": value, "gfn2_eV": gfn2,
-                                 "model_eV": float(model_atoms.get_potential_energy())}
+                                 "model_eV": float(model_atoms.get_potential_energy()),
+                                 "volume_A3": float(atoms.get_volume()), "molecules": len(atoms) // 3,
+                                 "density_g_cm3": float(atoms.info.get("density_g_cm3", float("nan")))}
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
         with open(args.out + ".tmp", "w") as handle:
             json.dump(result, handle, indent=1)
         os.replace(args.out + ".tmp", args.out)
+    result["pressures"] = pressures(result)
+    with open(args.out + ".tmp", "w") as handle:
+        json.dump(result, handle, indent=1)
+    os.replace(args.out + ".tmp", args.out)
     plot(result, os.path.splitext(args.out)[0] + ".png")
+    for frame, entry in result["pressures"].items():
+        print(f"frame {frame} ({entry['density_g_cm3']:.3f} g/cm3): pressure at 300 K, GFN2-xTB "
+              f"{entry['gfn2_total_bar']:+.0f} bar, model {entry['model_total_bar']:+.0f} bar")
     return 0
 
 
