@@ -57,14 +57,15 @@ def main():
 
     import equiforce
     from equiforce import ops
-    from equiforce.demo import untrained_demo_model
+    from equiforce.bench import benchmark_model
     from equiforce.openmm import create_force
     from equiforce.systems import water_box
 
     platform_name = "CUDA" if args.device == "cuda" else "CPU"
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
-    model_file = untrained_demo_model(os.path.join("runs", "gpu", "water-size-model.pt"))
+    model_file = benchmark_model(os.path.join("runs", "gpu", "water-size-model.pt"))  # the shipped water model
     module, _ = equiforce.load_model(model_file, device=args.device)
+    result["model"] = os.path.relpath(model_file)
 
     attempt("openmm_plugins", lambda: {
         "platforms": [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())],
