@@ -40,6 +40,7 @@ BEND_DEGREES = list(range(60, 161, 10))
 VOLUME_FRAMES = [1507, 1509, 1512, 1513, 1515, 1520]  # densities 0.97-1.03 g/cm^3, 269-353 K
 VOLUME_SCALES = [0.99, 1.01]  # box length factors; 1.0 is the frame itself
 PRESSURE_TEMPERATURE_K = 300.0
+CM3_PER_A3 = 1e-24  # (1e-8 cm)^3, a definition
 
 
 def minimum_image(delta: np.ndarray, edge: float) -> np.ndarray:
@@ -103,12 +104,34 @@ def scaled(atoms, factor: float):
     return out
 
 
+def trajectory_frames(run_dir: str, times_ps):
+    """ASE frames (Å, periodic) of a ``validate.py`` run at the given times: the model's own liquid."""
+    import mdtraj
+    from ase import Atoms, units
+
+    trajectory = mdtraj.load_dcd(os.path.join(run_dir, "traj.dcd"), top=os.path.join(run_dir, "start.pdb"))
+    with open(os.path.join(run_dir, "progress.json")) as handle:
+        frame_ps = float(json.load(handle).get("frame_ps", 0.1))
+    symbols = [atom.element.symbol for atom in trajectory.topology.atoms]
+    frames = {}
+    for time_ps in times_ps:
+        index = int(round(time_ps / frame_ps)) - 1
+        if index >= len(trajectory):
+            continue
+        atoms = Atoms(symbols, positions=10.0 * trajectory.xyz[index], cell=10.0 * trajectory.unitcell_vectors[index],
+                      pbc=True)
+        grams = np.sum(atoms.get_masses()) / units._Nav  # amu = g/mol, over Avogadro's number
+        atoms.info["density_g_cm3"] = float(grams / (atoms.get_volume() * CM3_PER_A3))
+        frames[f"{os.path.basename(os.path.normpath(run_dir))} {time_ps:g}ps"] = atoms
+    return frames
+
+
 def pressures(result: dict) -> dict:
     """Per frame and method: configurational pressure −ΔE/ΔV and total with the molecular kinetic term (bar)."""
     from ase import units
 
     table = {}
-    for frame in VOLUME_FRAMES:
+    for frame in result.get("volume_sources", VOLUME_FRAMES):
         keys = [f"volume {frame} {scale}" for scale in VOLUME_SCALES]
         if not all(key in result["points"] for key in keys):
             continue
@@ -131,6 +154,10 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=os.path.join(REPOSITORY, "python", "equiforce", "models", "water-gfn2.pt"))
     parser.add_argument("--out", default=os.path.join(RESULTS, "water_scans.json"))
     parser.add_argument("--plot-only", action="store_true", help="redraw the plot from the JSON")
+    parser.add_argument("--pressure-run", default=os.path.join(REPOSITORY, "runs", "validate", "nvt-300"),
+                        help="a validate.py run folder: its frames at --pressure-times also get the volume scan")
+    parser.add_argument("--pressure-times", type=float, nargs="*", default=[10, 15, 20, 25, 30],
+                        help="ps (frames of --pressure-run; none: skip)")
     args = parser.parse_args(argv)
     if args.plot_only:
         with open(args.out) as handle:
@@ -161,8 +188,12 @@ def main(argv=None) -> int:
     points = [("reference", None, base)]
     points += [("stretch", r, stretched(base, r)) for r in STRETCH_ANGSTROM]
     points += [("bend", a, bent(base, a)) for a in BEND_DEGREES]
-    points += [("volume", (frame, factor), scaled(frames[frame], factor))
-               for frame in VOLUME_FRAMES for factor in [1.0] + VOLUME_SCALES]
+    sources = {frame: frames[frame] for frame in VOLUME_FRAMES}
+    if args.pressure_times and os.path.exists(os.path.join(args.pressure_run, "traj.dcd")):
+        sources.update(trajectory_frames(args.pressure_run, args.pressure_times))
+    result["volume_sources"] = list(sources)
+    points += [("volume", (frame, factor), scaled(atoms, factor))
+               for frame, atoms in sources.items() for factor in [1.0] + VOLUME_SCALES]
     for kind, value, atoms in tqdm(points, desc="scan points"):
         if kind == "volume":
             key = f"volume {value[0]} {value[1]}"
@@ -187,7 +218,7 @@ def main(argv=None) -> int:
     os.replace(args.out + ".tmp", args.out)
     plot(result, os.path.splitext(args.out)[0] + ".png")
     for frame, entry in result["pressures"].items():
-        print(f"frame {frame} ({entry['density_g_cm3']:.3f} g/cm3): pressure at 300 K, GFN2-xTB "
+        print(f"{frame} ({entry['density_g_cm3']:.3f} g/cm3): pressure at 300 K, GFN2-xTB "
               f"{entry['gfn2_total_bar']:+.0f} bar, model {entry['model_total_bar']:+.0f} bar")
     return 0
 
