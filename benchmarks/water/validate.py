@@ -270,6 +270,27 @@ class ValidationRun:
         return trajectory[first:] if len(trajectory) > first else None
 
 
+def density_summary(time_ps: np.ndarray, density: np.ndarray) -> Dict:
+    """Mean density with its block standard error when the series has settled, and what it did otherwise.
+
+    Settled (``density_plateau``): the means of the first and second halves differ by less than three
+    combined standard errors. A box that keeps expanding or shrinking has no density to report, only its
+    start, end and linear slope (g/cm³ per ps).
+    """
+    half = len(density) // 2
+    first, second = density[:half], density[half:]
+    difference = abs(second.mean() - first.mean())
+    tolerance = 3.0 * math.hypot(block_standard_error(first), block_standard_error(second))
+    return {
+        "density_g_cm3": float(density.mean()),
+        "density_stderr_g_cm3": float(block_standard_error(density)),
+        "density_plateau": bool(difference < tolerance),
+        "density_first_g_cm3": float(density[0]),
+        "density_last_g_cm3": float(density[-1]),
+        "density_slope_g_cm3_per_ps": float(np.polyfit(time_ps, density, 1)[0]),
+    }
+
+
 def radial_distribution(trajectory, pair: str, bins: int = 120):
     """(r in Å, g(r)) for "O-O" or intermolecular "O-H" pairs, up to half the smallest box edge."""
     import mdtraj
@@ -319,10 +340,9 @@ def analyse(runs: Dict[str, ValidationRun], args: argparse.Namespace) -> Dict:
                           "mean_temperature_K": float(np.mean(log["temperature_K"])),
                           "median_ms_per_step": ms, "ns_per_day": ns_per_day(ms, entry["timestep_fs"])})
             stable = log["time_ps"] > args.equilibration_ps
-            if run.spec.npt and stable.sum() >= 10:
+            if run.spec.npt and stable.sum() >= 20:
                 density = log["density_g_cm3"][stable]
-                entry["density_g_cm3"] = float(density.mean())
-                entry["density_stderr_g_cm3"] = float(block_standard_error(density))
+                entry.update(density_summary(log["time_ps"][stable], density))
         trajectory = run.trajectory(args.equilibration_ps) if not run.spec.npt else None
         if trajectory is not None and len(trajectory) >= 2:
             entry["rdf_frames"] = len(trajectory)
@@ -353,10 +373,13 @@ def analyse(runs: Dict[str, ValidationRun], args: argparse.Namespace) -> Dict:
             log, entry = logs[name], result["runs"][name]
             if log is None or not len(log["step"]):
                 continue
-            if "density_g_cm3" in entry:
+            if entry.get("density_plateau"):
                 label += f": {entry['density_g_cm3']:.3f} ± {entry['density_stderr_g_cm3']:.3f} g/cm³"
+            elif "density_first_g_cm3" in entry:
+                label += (f": no plateau, {entry['density_first_g_cm3']:.2f} → {entry['density_last_g_cm3']:.2f} "
+                          f"g/cm³ ({entry['density_slope_g_cm3_per_ps']:+.3f} per ps)")
             axis.plot(log["time_ps"], log["density_g_cm3"], lw=0.8, color=colour, label=label)
-            if "density_g_cm3" in entry:
+            if entry.get("density_plateau"):
                 axis.axhline(entry["density_g_cm3"], color=colour, ls="--", lw=0.8)
         axis.axvline(args.equilibration_ps, color="grey", ls=":", label="equilibration (discarded)")
         axis.set_xlabel("time (ps)")
@@ -408,7 +431,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"{name}: {entry['simulated_ps']:.1f}/{runs[name].target_ps:g} ps, failed: {entry['failed']}, "
               f"max O-H {entry.get('max_oh_angstrom', float('nan')):.2f} Å, "
               f"{entry.get('median_ms_per_step', float('nan')):.1f} ms/step"
-              + (f", density {entry['density_g_cm3']:.3f} g/cm3" if "density_g_cm3" in entry else ""))
+              + (f", density {entry['density_g_cm3']:.3f} g/cm3" if entry.get("density_plateau") else "")
+              + (f", density drifting {entry['density_slope_g_cm3_per_ps']:+.3f} g/cm3/ps (no plateau)"
+                 if "density_plateau" in entry and not entry["density_plateau"] else ""))
 
 
 if __name__ == "__main__":
