@@ -115,7 +115,7 @@ def test_property_model_energy_includes_the_wall():
     model = PropertyModel(small_config(heads=["dipole"], repulsion_radii=RADII, repulsion_strength=500.0)).double()
     positions = torch.tensor([[0.0, 0.0, 0.0], [0.7, 0.1, 0.0], [0.1, 0.8, 0.2]], dtype=torch.float64)  # H-O inside
     species = torch.tensor([1, 0, 0])
-    energy = float(model(positions, species))
-    assert float(model.properties(positions, species)["energy"]) == pytest.approx(energy, rel=1e-12)
+    energy = model(positions, species).item()
+    assert model.properties(positions, species)["energy"].item() == pytest.approx(energy, rel=1e-12)
     model.network.use_repulsion = False
-    assert float(model.properties(positions, species)["energy"]) < energy - 1.0  # the wall was in it
+    assert model.properties(positions, species)["energy"].item() < energy - 1.0  # the wall was in it
