@@ -110,13 +110,13 @@ def trajectory_frames(run_dir: str, times_ps):
     from ase import Atoms, units
 
     trajectory = mdtraj.load_dcd(os.path.join(run_dir, "traj.dcd"), top=os.path.join(run_dir, "start.pdb"))
-    with open(os.path.join(run_dir, "progress.json")) as handle:
-        frame_ps = float(json.load(handle).get("frame_ps", 0.1))
+    # one log row per saved frame, in the same order as the trajectory: its time column dates the frames
+    saved_ps = np.loadtxt(os.path.join(run_dir, "log.csv"), delimiter=",", skiprows=1, usecols=1, ndmin=1)
     symbols = [atom.element.symbol for atom in trajectory.topology.atoms]
     frames = {}
     for time_ps in times_ps:
-        index = int(round(time_ps / frame_ps)) - 1
-        if index >= len(trajectory):
+        index = int(np.argmin(np.abs(saved_ps - time_ps)))
+        if abs(saved_ps[index] - time_ps) > 1e-6 or index >= len(trajectory):
             continue
         atoms = Atoms(symbols, positions=10.0 * trajectory.xyz[index], cell=10.0 * trajectory.unitcell_vectors[index],
                       pbc=True)
@@ -169,8 +169,15 @@ def main(argv=None) -> int:
     from make_dataset import label  # GFN2-xTB with the data set's settings
     from tqdm import tqdm
 
+    from equiforce import read_metadata
     from equiforce.calculator import EquiforceCalculator
     from equiforce.data import read_atoms
+
+    def save() -> None:
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out + ".tmp", "w") as handle:
+            json.dump(result, handle, indent=1)
+        os.replace(args.out + ".tmp", args.out)
 
     frames = read_atoms(DATA, index=":")
     base = frames[FRAME]
@@ -181,24 +188,19 @@ def main(argv=None) -> int:
         if previous.get("model") == result["model"]:
             result = previous
     result["data_ranges"] = data_ranges(frames)
-    metadata_radii = json.loads(json.dumps(__import__("equiforce").read_metadata(args.model)["config"]))
-    result["wall_onsets_angstrom"] = metadata_radii.get("repulsion_radii")
+    result["wall_onsets_angstrom"] = read_metadata(args.model)["config"].get("repulsion_radii")
 
     calculator = EquiforceCalculator(args.model)
-    points = [("reference", None, base)]
-    points += [("stretch", r, stretched(base, r)) for r in STRETCH_ANGSTROM]
-    points += [("bend", a, bent(base, a)) for a in BEND_DEGREES]
+    points = [("reference", "reference", None, base)]  # (key in result["points"], kind, value, frame)
+    points += [(f"stretch {r}", "stretch", r, stretched(base, r)) for r in STRETCH_ANGSTROM]
+    points += [(f"bend {a}", "bend", a, bent(base, a)) for a in BEND_DEGREES]
     sources = {frame: frames[frame] for frame in VOLUME_FRAMES}
     if args.pressure_times and os.path.exists(os.path.join(args.pressure_run, "traj.dcd")):
         sources.update(trajectory_frames(args.pressure_run, args.pressure_times))
     result["volume_sources"] = list(sources)
-    points += [("volume", (frame, factor), scaled(atoms, factor))
+    points += [(f"volume {frame} {factor}", "volume", (frame, factor), scaled(atoms, factor))
                for frame, atoms in sources.items() for factor in [1.0] + VOLUME_SCALES]
-    for kind, value, atoms in tqdm(points, desc="scan points"):
-        if kind == "volume":
-            key = f"volume {value[0]} {value[1]}"
-        else:
-            key = kind if value is None else f"{kind} {value}"
+    for key, kind, value, atoms in tqdm(points, desc="scan points"):
         if key in result["points"]:
             continue
         gfn2 = float(label(atoms).get_potential_energy())
@@ -208,14 +210,9 @@ def main(argv=None) -> int:
                                  "model_eV": float(model_atoms.get_potential_energy()),
                                  "volume_A3": float(atoms.get_volume()), "molecules": len(atoms) // 3,
                                  "density_g_cm3": float(atoms.info.get("density_g_cm3", float("nan")))}
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out + ".tmp", "w") as handle:
-            json.dump(result, handle, indent=1)
-        os.replace(args.out + ".tmp", args.out)
+        save()
     result["pressures"] = pressures(result)
-    with open(args.out + ".tmp", "w") as handle:
-        json.dump(result, handle, indent=1)
-    os.replace(args.out + ".tmp", args.out)
+    save()
     plot(result, os.path.splitext(args.out)[0] + ".png")
     for frame, entry in result["pressures"].items():
         print(f"{frame} ({entry['density_g_cm3']:.3f} g/cm3): pressure at 300 K, GFN2-xTB "

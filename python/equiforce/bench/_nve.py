@@ -149,7 +149,7 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
                 _save(case_dir, context, samples)
             if out_of_time and len(samples) < n_samples:
                 raise NVEInterrupted(f"{label}: {len(samples)}/{n_samples} samples, saved in {case_dir}")
-    data = np.array(samples)  # [n_samples, 3]: ps, kinetic, potential (kJ/mol)
+    data = np.array(samples).reshape(-1, 3)  # [n_samples, 3]: ps, kinetic, potential (kJ/mol); may be empty
     n_atoms = topology.getNumAtoms()
     n_dof = 3 * n_atoms - 3  # no constraints; total momentum is conserved
     record = {"method": method, "dtype": dtype, "dt_fs": dt_fs, "n_atoms": n_atoms,
@@ -166,8 +166,7 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
     else:
         record["completed_ps"] = float(data[-1, 0]) if len(data) else 0.0
     record["series"] = {"time_ps": data[:, 0].tolist(), "kinetic": data[:, 1].tolist(),
-                        "potential": data[:, 2].tolist()} if len(data) else {"time_ps": [], "kinetic": [],
-                                                                              "potential": []}
+                        "potential": data[:, 2].tolist()}
     return record
 
 

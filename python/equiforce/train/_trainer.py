@@ -200,8 +200,7 @@ class Trainer:
         """The checkpoint's ModelConfig; ``config.model`` may only change the short-range wall."""
         stored = ModelConfig.from_dict(initial["config"])
         wall = {"repulsion_radii", "repulsion_strength"}
-        other = sorted(k for k, v in self.config.model.items()
-                       if k not in wall and stored.to_dict().get(k, getattr(stored, k, None)) != v)
+        other = sorted(k for k, v in self.config.model.items() if k not in wall and getattr(stored, k, None) != v)
         if other:
             raise ValueError(
                 f"init_from {self.config.init_from}: the model settings {other} differ from the checkpoint's; a "
