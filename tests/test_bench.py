@@ -26,8 +26,39 @@ def test_quick_speed_benchmark_writes_well_formed_records(exported_model, tmp_pa
     for record in result["records"]:
         assert SPEED_KEYS <= set(record) and record["n_atoms"] == 24
         assert record["ms_per_step"] > 0 and math.isclose(
-            record["ns_per_day"], 86400e3 / record["ms_per_step"] * 0.5e-6, rel_tol=1e-9)
+            record["ns_per_day"], 86400e3 / record["ms_per_step"] * 1e-6, rel_tol=1e-9)  # reported at 1 fs
     assert "torchforce" in speed_table(result)
+
+
+def test_a_speed_run_continues_from_its_file_and_restarts_when_settings_change(exported_model, tmp_path):
+    path, _ = exported_model
+    out = str(tmp_path / "speed.json")
+    kwargs = dict(model_file=path, dtypes=["float64"], warmup_steps=1, block_steps=1, blocks=1, out=out,
+                  progress=False, threads=1)
+    first = run_speed([8], methods=["bare-eager", "classical"], **kwargs)
+    continued = run_speed([8], methods=["bare-eager", "classical", "torchforce"], **kwargs)
+    assert continued["records"][:2] == first["records"]  # kept, not re-timed
+    assert [r["method"] for r in continued["records"]] == ["bare-eager", "classical", "torchforce"]
+    restarted = run_speed([8], methods=["classical"], **dict(kwargs, blocks=2))
+    assert [r["method"] for r in restarted["records"]] == ["classical"]
+
+
+def test_timing_shortens_blocks_and_warm_up_for_slow_steps():
+    import time
+
+    from equiforce.bench import time_steps
+
+    calls = []
+
+    def step(n):
+        calls.append(n)
+        time.sleep(0.01 * n)
+
+    timing = time_steps(step, warmup_steps=10, block_steps=10, blocks=3, max_block_seconds=0.03,
+                        max_warmup_seconds=0.0)
+    assert calls[:2] == [1, 1] and len(calls) == 5  # warm-up stopped after two steps, then three blocks
+    assert 1 <= timing["block_steps"] <= 3 and calls[2:] == [timing["block_steps"]] * 3
+    assert timing["ms_min"] >= 10.0
 
 
 QUICK_NVE = NVEProtocol(duration_ps=0.025, equilibration_ps=0.002, classical_ps=0.002, sample_every=2)

@@ -19,6 +19,13 @@ Usage (from the repository root)::
 
     python benchmarks/lmax/compare.py                       # lmax 0 1 2, the water config's epochs
     python benchmarks/lmax/compare.py --lmax 0 1 2 3 --epochs 20 --max-minutes 150
+
+On two cores, train in parallel processes first (``--train-only``, one lmax each, one thread each), then run
+the same command without ``--train-only`` for the test errors, timings and NVE of all of them in one process::
+
+    OMP_NUM_THREADS=1 python benchmarks/lmax/compare.py --lmax 2 --epochs 8 --train-only &
+    OMP_NUM_THREADS=1 python benchmarks/lmax/compare.py --lmax 0 1 --epochs 8 --train-only &
+    wait; OMP_NUM_THREADS=1 python benchmarks/lmax/compare.py --epochs 8
 """
 import argparse
 import json
@@ -109,6 +116,25 @@ def plot(result: Dict) -> None:
     plt.close(figure)
 
 
+def _train(base: Dict, lmax: int, num_features: int, epochs: int, run_dir: str, deadline: float) -> bool:
+    """Train and export one model (resuming ``run_dir``); False when the deadline stopped it first."""
+    from equiforce.train import TrainConfig, Trainer
+
+    model_file = os.path.join(run_dir, f"water-lmax{lmax}.pt")
+    if os.path.exists(model_file):
+        return True
+    settings = dict(base, output_dir=run_dir, max_epochs=epochs, patience=None, export=model_file, progress=True,
+                    model=dict(base["model"], lmax=lmax, num_features=num_features))
+    trainer = Trainer(TrainConfig(**settings))
+    while not trainer.finished and time.time() < deadline:
+        trainer.run_epoch()
+    if not trainer.finished:
+        print(f"lmax {lmax}: stopped at epoch {trainer.epoch}/{epochs} (time limit); rerun to continue")
+        return False
+    trainer.finish()
+    return True
+
+
 def main(argv: List[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lmax", type=int, nargs="+", default=[0, 1, 2])
@@ -117,6 +143,8 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--nve-ps", type=float, default=5.0)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop cleanly (between epochs) after this")
     parser.add_argument("--work", default=os.path.join(REPOSITORY, "runs", "lmax"))
+    parser.add_argument("--train-only", action="store_true",
+                        help="train (and export) the listed lmax, write nothing to the results; for parallel runs")
     args = parser.parse_args(argv)
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else math.inf
 
@@ -125,13 +153,18 @@ def main(argv: List[str] = None) -> int:
     from equiforce.bench import NVEProtocol, run_nve, run_speed
     from equiforce.data import split_indices
     from equiforce.evaluate import evaluate_model
-    from equiforce.train import TrainConfig, Trainer
 
     with open(WATER_CONFIG) as handle:
         base = yaml.safe_load(handle)
     base["data"] = os.path.join(REPOSITORY, base["data"])
     epochs = args.epochs or int(base["max_epochs"])
     target = parameter_count(base["model"], 1, args.reference_features)
+    if args.train_only:
+        for lmax in args.lmax:
+            num_features = matched_features(base["model"], lmax, target)
+            if not _train(base, lmax, num_features, epochs, os.path.join(args.work, f"lmax{lmax}"), deadline):
+                return 0
+        return 0
     path = os.path.join(RESULTS, "lmax.json")
     result = json.load(open(path)) if os.path.exists(path) else {}
     result.update({"reference": f"lmax 1, {args.reference_features} features", "target_parameters": target,
@@ -151,19 +184,15 @@ def main(argv: List[str] = None) -> int:
     for entry in result["models"]:
         lmax, run_dir = entry["lmax"], os.path.join(args.work, f"lmax{entry['lmax']}")
         model_file = os.path.join(run_dir, f"water-lmax{lmax}.pt")
-        if not os.path.exists(model_file):
-            settings = dict(base, output_dir=run_dir, max_epochs=epochs, patience=None, export=model_file,
-                            progress=True, model=dict(base["model"], lmax=lmax, num_features=entry["num_features"]))
-            trainer = Trainer(TrainConfig(**settings))
-            while not trainer.finished and time.time() < deadline:
-                trainer.run_epoch()
-            if not trainer.finished:
-                print(f"lmax {lmax}: stopped at epoch {trainer.epoch}/{epochs} (time limit); rerun to continue")
-                _write(result)
-                return 0
-            trainer.finish()
-            entry["epochs"] = trainer.epoch
-            entry["train_hours"] = sum(row["seconds"] for row in trainer.history) / 3600.0
+        if not _train(base, lmax, entry["num_features"], epochs, run_dir, deadline):
+            _write(result)
+            return 0
+        if "train_hours" not in entry:
+            with open(os.path.join(run_dir, "history.json")) as handle:
+                history = json.load(handle)
+            entry["epochs"] = len(history)
+            entry["train_hours"] = sum(row["seconds"] for row in history) / 3600.0
+            entry["final_validation"] = {k: history[-1][k] for k in ("val_energy_mae", "val_force_mae")}
             _write(result)
         if "test" not in entry:
             errors = evaluate_model(model_file, base["data"], indices=list(test))

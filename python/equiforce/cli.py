@@ -114,11 +114,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "speed":
         out = args.out or os.path.join(results, "speed_quick.json" if args.quick else "speed.json")
         if args.quick:
-            result = bench.run_speed([32], model_file=args.model, warmup_steps=2, block_steps=2, blocks=3, out=out)
+            if os.path.exists(out):  # a quick run checks the pipeline: always afresh, never continued
+                os.remove(out)
+            result = bench.run_speed([32], model_file=args.model, warmup_steps=2, block_steps=2, blocks=3, out=out,
+                                     threads=args.threads)
         else:
             methods = bench.METHODS + (bench.PEER_METHODS if args.peers else [])
             result = bench.run_speed(args.molecules or [32, 128, 512, 2048], model_file=args.model, methods=methods,
-                                     out=out)
+                                     out=out, threads=args.threads)
         table = bench.speed_table(result)
         with open(os.path.splitext(out)[0] + ".md", "w") as handle:
             handle.write(table + "\n")
@@ -244,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--work", default="runs/bench/nve",
                        help="nve: each run saves its state here and a rerun of the same command continues it")
     bench.add_argument("--max-minutes", type=float, default=None, help="nve: stop cleanly after this wall time")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="speed: torch and OpenMM CPU threads for every method (default: all cores)")
     bench.add_argument("--peers", action="store_true",
                        help="also run nequip through openmm-ml (needs requirements-bench.txt and the peer build)")
     bench.set_defaults(run=_cmd_bench)

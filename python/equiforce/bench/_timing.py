@@ -1,4 +1,5 @@
 """Timing helper: median milliseconds per step over repeated blocks after warm-up."""
+import math
 import statistics
 import time
 from typing import Callable, Dict
@@ -7,18 +8,33 @@ from ..units import ns_per_day  # noqa: F401  (re-exported: benchmarks report ns
 
 
 def time_steps(step: Callable[[int], None], warmup_steps: int, block_steps: int, blocks: int,
-               synchronize: Callable[[], None] = lambda: None) -> Dict[str, float]:
+               synchronize: Callable[[], None] = lambda: None, max_block_seconds: float = math.inf,
+               max_warmup_seconds: float = math.inf) -> Dict[str, float]:
     """Run ``step(n)`` (which advances n steps) for warm-up, then ``blocks`` timed blocks of ``block_steps``.
 
-    Returns the median and the spread (min, max) of ms per step over the blocks.
+    Warm-up runs one step at a time and stops early (after at least two steps, which TorchScript's profiling
+    executor needs to optimise) once it has taken ``max_warmup_seconds``. Its last step estimates the cost
+    of a step; blocks are shortened so that one takes about ``max_block_seconds`` (at least one step), which
+    keeps large systems affordable without changing what is timed.
+
+    Returns the median and the spread (min, max) of ms per step over the blocks, and the steps per block.
     """
-    if warmup_steps:
-        step(warmup_steps)
-    synchronize()
+    estimate = None
+    started = time.perf_counter()
+    for done in range(1, warmup_steps + 1):
+        start = time.perf_counter()
+        step(1)
+        synchronize()
+        estimate = time.perf_counter() - start
+        if done >= 2 and time.perf_counter() - started > max_warmup_seconds:
+            break
+    if estimate is not None and estimate > 0:
+        block_steps = max(1, min(block_steps, int(max_block_seconds / estimate)))
     per_step = []
     for _ in range(blocks):
         start = time.perf_counter()
         step(block_steps)
         synchronize()
         per_step.append(1000.0 * (time.perf_counter() - start) / block_steps)
-    return {"ms_per_step": statistics.median(per_step), "ms_min": min(per_step), "ms_max": max(per_step)}
+    return {"ms_per_step": statistics.median(per_step), "ms_min": min(per_step), "ms_max": max(per_step),
+            "block_steps": block_steps}
