@@ -46,8 +46,12 @@ def extract_frames(force: bool) -> None:
         return
     import ase.io
 
+    from equiforce.data import read_atoms
+
+    # The committed data set is compressed; a decompressed copy (made by the labelling script) is read if present.
     # The source file may be growing (a labelling job appends to it): read only the first N frames.
-    frames = ase.io.read(str(SOURCE), f":{N_FRAMES}")
+    source = SOURCE if SOURCE.exists() else SOURCE.with_name(SOURCE.name + ".xz")
+    frames = read_atoms(str(source), f":{N_FRAMES}")
     if len(frames) != N_FRAMES:
         raise RuntimeError(f"expected {N_FRAMES} frames in {SOURCE}, got {len(frames)}")
     tmp = DATA.with_suffix(".tmp.extxyz")
