@@ -134,7 +134,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 os.remove(out)
             result = bench.run_nve([32], [0.5], protocol, model_file=args.model, out=out)
         else:
-            protocol = bench.NVEProtocol(duration_ps=args.duration)
+            protocol = bench.NVEProtocol(duration_ps=args.duration, threads=args.threads or 0)
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
             result = bench.run_nve(args.molecules or [32, 128], args.timesteps or [0.25, 0.5, 1.0], protocol,
                                    dtypes=args.dtypes, model_file=args.model, out=out, work_dir=args.work,
                                    max_minutes=args.max_minutes)
@@ -248,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="nve: each run saves its state here and a rerun of the same command continues it")
     bench.add_argument("--max-minutes", type=float, default=None, help="nve: stop cleanly after this wall time")
     bench.add_argument("--threads", type=int, default=None,
-                       help="speed: torch and OpenMM CPU threads for every method (default: all cores)")
+                       help="torch and OpenMM CPU threads for every method (default: all cores)")
     bench.add_argument("--peers", action="store_true",
                        help="also run nequip through openmm-ml (needs requirements-bench.txt and the peer build)")
     bench.set_defaults(run=_cmd_bench)
