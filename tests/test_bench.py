@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from equiforce.bench import NVEInterrupted, NVEProtocol, nve_table, run_nve, run_nve_case, run_speed, speed_table
+from equiforce.bench import NVEInterrupted, NVEProtocol, nve_table, run_nve, run_nve_case, run_speed, speed_goals, speed_table
 from equiforce.bench._nve import case_key
 
 SPEED_KEYS = {"system", "n_atoms", "method", "platform", "dtype", "ms_per_step", "ns_per_day"}
@@ -28,6 +28,8 @@ def test_quick_speed_benchmark_writes_well_formed_records(exported_model, tmp_pa
         assert record["ms_per_step"] > 0 and math.isclose(
             record["ns_per_day"], 86400e3 / record["ms_per_step"] * 1e-6, rel_tol=1e-9)  # reported at 1 fs
     assert "torchforce" in speed_table(result)
+    goals = speed_goals(result).splitlines()  # no float32 records here: every ratio cell is empty
+    assert len(goals) == 2 + 4 and goals[2].startswith("| torchforce / bare-torchscript") and "–" in goals[2]
 
 
 def test_a_speed_run_continues_from_its_file_and_restarts_when_settings_change(exported_model, tmp_path):

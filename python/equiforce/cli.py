@@ -122,7 +122,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             methods = bench.METHODS + (bench.PEER_METHODS if args.peers else [])
             result = bench.run_speed(args.molecules or [32, 128, 512, 2048], model_file=args.model, methods=methods,
                                      out=out, threads=args.threads)
-        table = bench.speed_table(result)
+        table = bench.speed_table(result) + "\n\n" + bench.speed_goals(result)
         with open(os.path.splitext(out)[0] + ".md", "w") as handle:
             handle.write(table + "\n")
         bench.plot_speed(result, os.path.splitext(out)[0] + ".png")

@@ -280,3 +280,36 @@ def speed_table(result: Dict) -> str:
         lines.append(f"| {r['system']} | {r['n_atoms']} | {r['method']} | {r['dtype']} | "
                      f"{r['ms_per_step']:.2f} | {r['ns_per_day']:.3f} | {ratio} |")
     return "\n".join(lines)
+
+
+#: The speed goals of the benchmark specification: (label, method compared, dtype, goal on its time ratio).
+SPEED_GOALS = [
+    ("torchforce / bare-torchscript (OpenMM adds almost nothing)", "bare-torchscript", "float32", "≤ 1.05"),
+    ("ase / torchforce", "ase", "float32", "≥ 1.3"),
+    ("pythonforce / torchforce", "pythonforce", "float32", "≥ 1.3"),
+    ("nequip-openmmml (faster of as-shipped and eval) / torchforce", "nequip", "float32", "≥ 1.5"),
+]
+
+
+def speed_goals(result: Dict) -> str:
+    """Markdown table of the time ratios that the goals are stated in, per box, float32."""
+    times = {(r["system"], r["method"], r["dtype"]): r["ms_per_step"] for r in result["records"]}
+    systems = sorted({r["system"] for r in result["records"]}, key=lambda name: int(name.split("-")[-1]))
+    lines = ["| ratio (float32) | goal | " + " | ".join(systems) + " |", "|---|---|" + "---|" * len(systems)]
+    for label, method, dtype, goal in SPEED_GOALS:
+        cells = []
+        for system in systems:
+            ours = times.get((system, "torchforce", dtype))
+            if method == "nequip":
+                peers = [times.get((system, m, dtype)) for m in PEER_METHODS]
+                other = min([t for t in peers if t is not None], default=None)
+            else:
+                other = times.get((system, method, dtype))
+            if ours is None or other is None:
+                cells.append("–")
+            elif method == "bare-torchscript":
+                cells.append(f"{ours / other:.3f}")
+            else:
+                cells.append(f"{other / ours:.2f}")
+        lines.append(f"| {label} | {goal} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
