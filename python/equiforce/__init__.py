@@ -7,5 +7,7 @@ __version__ = "0.1.0"
 
 from .nn import EquivariantPotential, ModelConfig, PropertyModel  # noqa: E402
 from .export import ModelFileError, export_model, load_model, read_metadata  # noqa: E402
+from .memory import keep_freed_cpu_memory  # noqa: E402
 
-__all__ = ["ModelConfig", "EquivariantPotential", "PropertyModel", "export_model", "load_model", "read_metadata", "ModelFileError"]
+__all__ = ["ModelConfig", "EquivariantPotential", "PropertyModel", "export_model", "load_model", "read_metadata", "ModelFileError",
+           "keep_freed_cpu_memory"]
