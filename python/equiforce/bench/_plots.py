@@ -38,9 +38,12 @@ def plot_speed(result: Dict, path: str) -> None:
     lines: Dict = {}
     for record in result["records"]:
         lines.setdefault((record["method"], record["dtype"]), []).append((record["n_atoms"], record["ms_per_step"]))
-    for (method, dtype), points in sorted(lines.items()):
+    methods = sorted({method for method, _ in lines})
+    colours = {method: plt.get_cmap("tab10")(i % 10) for i, method in enumerate(methods)}
+    for (method, dtype), points in sorted(lines.items()):  # one colour a method; dashed: float64
         points.sort()
-        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{method} ({dtype})")
+        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=colours[method],
+                  linestyle="--" if dtype == "float64" else "-", label=f"{method} ({dtype})")
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("atoms")
