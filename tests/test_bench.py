@@ -144,3 +144,17 @@ def test_a_blown_up_run_is_recorded_as_failed(exported_model, tmp_path, monkeypa
     assert record["failed"].startswith("non-finite energy at")
     assert 0 < record["completed_ps"] < QUICK_NVE.duration_ps
     assert "failed" in nve_table({"records": [record]})
+
+
+def test_a_run_that_heats_far_beyond_its_start_is_marked_as_a_runaway():
+    from equiforce.bench._nve import runaway
+    from equiforce.units import boltzmann_kj_per_mol
+
+    n_dof = 285
+    time_ps = np.linspace(0.0, 1.0, 5)
+    kinetic_300 = 0.5 * n_dof * boltzmann_kj_per_mol(300.0)  # kJ/mol at 300 K
+    hottest, failed = runaway(time_ps, np.full(5, kinetic_300), n_dof)
+    assert math.isclose(hottest, 300.0, rel_tol=1e-9) and failed is None
+    hottest, failed = runaway(time_ps, kinetic_300 * np.array([1.0, 1.5, 4.0, 10.0, 8.0]), n_dof)
+    assert math.isclose(hottest, 3000.0, rel_tol=1e-9)
+    assert failed.startswith("runaway: 1200 K at 0.500 ps, 3000 K at most")

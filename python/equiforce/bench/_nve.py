@@ -12,7 +12,7 @@ the cases already in its output file: rerunning the same command continues where
 import os
 import time
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import openmm
@@ -21,9 +21,12 @@ from openmm import unit
 from ..analysis import energy_drift
 from ..openmm import create_force
 from ..systems import classical_water_system, equilibrate_classically, water_box
+from ..units import boltzmann_kj_per_mol
 from ._machine import describe_machine
 from ._speed import benchmark_model, write_json
 
+#: A sampled temperature above this multiple of the start temperature marks the run as failed (a runaway).
+RUNAWAY_FACTOR = 3.0
 TEMPERATURE_K = 300.0
 
 
@@ -97,6 +100,21 @@ def _save(case_dir: str, context, samples: List) -> None:
         os.replace(path + ".tmp", path)
 
 
+def runaway(time_ps: np.ndarray, kinetic_kj_per_mol: np.ndarray, n_dof: int) -> Tuple[float, Optional[str]]:
+    """Highest temperature (K) of the samples, and a failure message if it passed ``RUNAWAY_FACTOR`` × 300 K.
+
+    T = 2 KE / (n_dof k_B). A run that heats that far has left the region the potential was made for (atoms
+    falling into an unphysical well, then flying apart); its energy series is no drift measurement.
+    """
+    temperature = 2.0 * kinetic_kj_per_mol / (n_dof * boltzmann_kj_per_mol(1.0))  # [n_samples] K
+    limit = RUNAWAY_FACTOR * TEMPERATURE_K
+    if temperature.max() <= limit:
+        return float(temperature.max()), None
+    first = int(np.argmax(temperature > limit))
+    return float(temperature.max()), (f"runaway: {temperature[first]:.0f} K at {time_ps[first]:.3f} ps, "
+                                      f"{temperature.max():.0f} K at most (the dynamics left the model's range)")
+
+
 def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_file: str,
                  protocol: NVEProtocol = NVEProtocol(), work_dir: Optional[str] = None,
                  deadline: Optional[float] = None, save_every_samples: int = 500, progress: bool = True) -> Dict:
@@ -154,7 +172,10 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
     n_dof = 3 * n_atoms - 3  # no constraints; total momentum is conserved
     record = {"method": method, "dtype": dtype, "dt_fs": dt_fs, "n_atoms": n_atoms,
               "duration_ps": protocol.duration_ps, "failed": failed}
-    if failed is None:
+    if failed is None and len(data):
+        record["max_temperature_K"], failed = runaway(data[:, 0], data[:, 1], n_dof)
+        record["failed"] = failed
+    if len(data) and not (failed or "").startswith("non-finite"):
         drift = energy_drift(data[:, 0], data[:, 1] + data[:, 2], data[:, 1], n_atoms, n_dof, TEMPERATURE_K)
         record.update({
             "drift_kT_per_ns_per_dof": drift.drift_kT_per_ns_per_dof,
@@ -163,7 +184,7 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
             "fluctuation_kJ_per_mol": drift.fluctuation_kj_per_mol,
             "drift_ratio": drift.drift_ratio,
         })
-    else:
+    if failed is not None:
         record["completed_ps"] = float(data[-1, 0]) if len(data) else 0.0
     record["series"] = {"time_ps": data[:, 0].tolist(), "kinetic": data[:, 1].tolist(),
                         "potential": data[:, 2].tolist()}
