@@ -17,8 +17,9 @@ def plot_nve(result: Dict, path: str) -> None:
         total = [k + p for k, p in zip(kinetic, potential)]
         if not total:
             continue
-        for values, label in ((total, "total"), (potential, "potential"), (kinetic, "kinetic")):
-            axis.plot(series["time_ps"], [v - values[0] for v in values], label=label, lw=0.8)
+        for values, label, colour in ((potential, "potential", "tab:orange"), (kinetic, "kinetic", "tab:green"),
+                                      (total, "total", "black")):  # total last: on top of the two it sums
+            axis.plot(series["time_ps"], [v - values[0] for v in values], label=label, lw=0.8, color=colour)
         outcome = (f"FAILED: {record['failed']}" if record.get("failed") else
                    f"drift {record['drift_kT_per_ns_per_dof']:+.2g}±{record['drift_stderr_kT_per_ns_per_dof']:.1g}"
                    " kT/ns/dof")
