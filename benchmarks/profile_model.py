@@ -52,25 +52,13 @@ def profile(step: Callable[[], None], repeats: int, top: int) -> Dict:
 
 
 def equiforce_step(model_file: str, n_molecules: int) -> Callable[[], None]:
-    from openmm import unit
-
+    """One forward + backward of the exported model in float32, as the speed benchmark's bare-torchscript."""
+    from equiforce.bench._speed import WaterCase, _bare_step
     from equiforce.export import load_model
-    from equiforce.openmm import species_for_atoms
-    from equiforce.systems import water_box
-    from equiforce.units import ANGSTROM_PER_NM
 
     module, metadata = load_model(model_file)
-    topology, positions_nm = water_box(n_molecules, 1.0, seed=0)
-    species = species_for_atoms(list(topology.atoms()), metadata["elements"], "profiled model")
-    box = np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)) * ANGSTROM_PER_NM
-    positions = torch.tensor(positions_nm * ANGSTROM_PER_NM, dtype=torch.float32)
-    cell = torch.tensor(box, dtype=torch.float32)
-
-    def step() -> None:
-        x = positions.clone().requires_grad_(True)
-        torch.autograd.grad(module(x, species, cell), x)
-
-    return step
+    step = _bare_step(module, WaterCase(n_molecules, metadata), torch.float32)
+    return lambda: step(1)
 
 
 def nequip_step(n_molecules: int) -> Callable[[], None]:
