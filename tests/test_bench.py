@@ -1,10 +1,12 @@
 """The benchmark pipelines produce well-formed records (checked for shape, never for speed)."""
+import dataclasses
 import json
 import math
 import os
 
 import numpy as np
 import pytest
+import torch
 
 from equiforce.bench import NVEInterrupted, NVEProtocol, nve_table, run_nve, run_nve_case, run_speed, speed_goals, speed_table
 from equiforce.bench._nve import case_key
@@ -37,7 +39,9 @@ def test_a_speed_run_continues_from_its_file_and_restarts_when_settings_change(e
     out = str(tmp_path / "speed.json")
     kwargs = dict(model_file=path, dtypes=["float64"], warmup_steps=1, block_steps=1, blocks=1, out=out,
                   progress=False, threads=1)
+    threads_before = torch.get_num_threads()
     first = run_speed([8], methods=["bare-eager", "classical"], **kwargs)
+    assert torch.get_num_threads() == threads_before  # the benchmark's one thread is not left behind
     continued = run_speed([8], methods=["bare-eager", "classical", "torchforce"], **kwargs)
     assert continued["records"][:2] == first["records"]  # kept, not re-timed
     assert [r["method"] for r in continued["records"]] == ["bare-eager", "classical", "torchforce"]
@@ -115,6 +119,50 @@ def test_a_rerun_skips_finished_cases_and_refuses_another_protocol(exported_mode
     assert again["records"] == first["records"] and again["complete"]
     with pytest.raises(ValueError, match="another model or protocol"):
         run_nve([8], [0.5], NVEProtocol(duration_ps=1.0), methods=["classical"], model_file=path, out=out)
+
+
+def test_processes_sharing_one_output_skip_claimed_cases_and_merge_records(exported_model, tmp_path, monkeypatch):
+    """Two processes run the same command: a case another process holds is skipped, and a record another
+    process wrote meanwhile survives this process's writes."""
+    import fcntl
+
+    path, _ = exported_model
+    out, work = str(tmp_path / "nve.json"), str(tmp_path / "work")
+    os.makedirs(work)
+    claimed_elsewhere = open(os.path.join(work, case_key("classical", "mixed", 1.0, 8) + ".lock"), "a")
+    fcntl.flock(claimed_elsewhere, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a second open file description: another owner
+
+    def fake_case(method, dtype, dt_fs, n_molecules, *args, **kwargs):
+        if not os.path.exists(out):  # meanwhile the other process records the case it holds
+            other = {"model": path, "protocol": dataclasses.asdict(QUICK_NVE), "complete": False,
+                     "records": [{"method": "classical", "dtype": "mixed", "dt_fs": 1.0, "n_atoms": 24}]}
+            with open(out, "w") as handle:
+                json.dump(other, handle)
+        return {"method": method, "dtype": dtype, "dt_fs": dt_fs, "n_atoms": 3 * n_molecules}
+
+    monkeypatch.setattr("equiforce.bench._nve.run_nve_case", fake_case)
+    try:
+        result = run_nve([8], [0.5, 1.0], QUICK_NVE, methods=["classical"], model_file=path, out=out, work_dir=work,
+                         progress=False)
+    finally:
+        claimed_elsewhere.close()
+    written = json.loads(open(out).read())
+    assert [r["dt_fs"] for r in written["records"]] == [0.5, 1.0] == [r["dt_fs"] for r in result["records"]]
+    assert written["complete"] and result["complete"]  # both requested cases are recorded, one by each process
+
+
+def test_a_case_claimed_by_another_process_leaves_the_run_incomplete(exported_model, tmp_path, monkeypatch):
+    import fcntl
+
+    path, _ = exported_model
+    work = str(tmp_path / "work")
+    os.makedirs(work)
+    with open(os.path.join(work, case_key("classical", "mixed", 0.5, 8) + ".lock"), "a") as claimed_elsewhere:
+        fcntl.flock(claimed_elsewhere, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        monkeypatch.setattr("equiforce.bench._nve.run_nve_case", lambda *a, **k: pytest.fail("ran a claimed case"))
+        result = run_nve([8], [0.5], QUICK_NVE, methods=["classical"], model_file=path, out=str(tmp_path / "o.json"),
+                         work_dir=work, progress=False)
+    assert result["records"] == [] and not result["complete"]
 
 
 def test_a_blown_up_run_is_recorded_as_failed(exported_model, tmp_path, monkeypatch):

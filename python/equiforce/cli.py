@@ -111,11 +111,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
     results = "benchmarks/results"
+    out = args.out or os.path.join(results, f"{args.what}_quick.json" if args.quick else f"{args.what}.json")
+    if args.quick and os.path.exists(out):  # a quick run checks the pipeline: always afresh, never continued
+        os.remove(out)
     if args.what == "speed":
-        out = args.out or os.path.join(results, "speed_quick.json" if args.quick else "speed.json")
         if args.quick:
-            if os.path.exists(out):  # a quick run checks the pipeline: always afresh, never continued
-                os.remove(out)
             result = bench.run_speed([32], model_file=args.model, warmup_steps=2, block_steps=2, blocks=3, out=out,
                                      threads=args.threads)
         else:
@@ -127,20 +127,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             handle.write(table + "\n")
         bench.plot_speed(result, os.path.splitext(out)[0] + ".png")
     else:
-        out = args.out or os.path.join(results, "nve_quick.json" if args.quick else "nve.json")
         if args.quick:
             protocol = bench.NVEProtocol(duration_ps=0.1, equilibration_ps=0.02, classical_ps=0.2)
-            if os.path.exists(out):  # a quick run checks the pipeline: always afresh, never resumed
-                os.remove(out)
             result = bench.run_nve([32], [0.5], protocol, model_file=args.model, out=out)
         else:
             protocol = bench.NVEProtocol(duration_ps=args.duration, threads=args.threads or 0)
-            if args.threads:
-                import torch
-
-                torch.set_num_threads(args.threads)
             result = bench.run_nve(args.molecules or [32, 128], args.timesteps or [0.25, 0.5, 1.0], protocol,
-                                   dtypes=args.dtypes, model_file=args.model, out=out, work_dir=args.work,
+                                   methods=args.methods, dtypes=args.dtypes, model_file=args.model, out=out,
+                                   work_dir=args.work,
                                    max_minutes=args.max_minutes)
         table = bench.nve_table(result)
         with open(os.path.splitext(out)[0] + ".md", "w") as handle:
@@ -247,10 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--timesteps", type=float, nargs="+", default=None, help="nve: fs (default 0.25 0.5 1.0)")
     bench.add_argument("--dtypes", nargs="+", choices=["float32", "float64"], default=None,
                        help="nve: model precisions (default both)")
+    bench.add_argument("--methods", nargs="+", choices=["equiforce", "classical"], default=None,
+                       help="nve: methods, run in this order (default: equiforce classical)")
     bench.add_argument("--duration", type=float, default=20.0, help="nve: ps of NVE per run")
     bench.add_argument("--work", default="runs/bench/nve",
                        help="nve: each run saves its state here and a rerun of the same command continues it")
-    bench.add_argument("--max-minutes", type=float, default=None, help="nve: stop cleanly after this wall time")
+    bench.add_argument("--max-minutes", type=float, default=None,
+                       help="nve: stop cleanly after this wall time (several processes may run the same command: "
+                            "each takes the cases no other has claimed)")
     bench.add_argument("--threads", type=int, default=None,
                        help="torch and OpenMM CPU threads for every method (default: all cores)")
     bench.add_argument("--peers", action="store_true",

@@ -9,10 +9,13 @@ Runs are long on a CPU (20 ps of a 96-atom box at 0.25 fs is 80 000 model evalua
 case saves its state and energy samples every few hundred samples and resumes from them, and ``run_nve`` skips
 the cases already in its output file: rerunning the same command continues where it stopped.
 """
+import fcntl
+import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import openmm
@@ -24,6 +27,7 @@ from ..systems import classical_water_system, equilibrate_classically, water_box
 from ..units import boltzmann_kj_per_mol
 from ._machine import describe_machine
 from ._speed import benchmark_model, write_json
+from ._threads import torch_threads
 
 #: A sampled temperature above this multiple of the start temperature marks the run as failed (a runaway).
 RUNAWAY_FACTOR = 3.0
@@ -200,41 +204,98 @@ def run_nve(molecules: List[int], timesteps_fs: List[float], protocol: NVEProtoc
     When ``out`` already holds records of the same model and protocol, those cases are skipped (a different
     model or protocol is refused rather than mixed in). With ``max_minutes`` the run stops cleanly (the case
     in progress is saved in ``work_dir``) and the result has ``"complete": false``.
-    """
-    import json
 
+    Several processes may share one ``out`` and ``work_dir`` to use several cores: each claims a case with a
+    lock file in ``work_dir`` before running it (a case claimed by another process is skipped), and each write
+    merges the records already in ``out``. ``"complete"`` says whether every requested case is recorded.
+    ``protocol.threads`` also sets torch's thread count while the runs last.
+    """
     model_file = model_file or benchmark_model(os.path.join("runs", "bench", "untrained-water.pt"))
     methods = methods or ["equiforce", "classical"]
     dtypes = dtypes or ["float32", "float64"]
     deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
     result = {"machine": describe_machine(), "model": model_file, "temperature_K": TEMPERATURE_K,
-              "protocol": asdict(protocol), "records": [], "complete": False}
-    if out and os.path.exists(out):
-        with open(out) as handle:
-            previous = json.load(handle)
-        if previous.get("model") != model_file or previous.get("protocol") != asdict(protocol):
-            raise ValueError(f"{out} holds runs of another model or protocol ({previous.get('model')}, "
-                             f"{previous.get('protocol')}); choose another --out or remove it")
-        result["records"] = previous["records"]
-    done = {case_key(r["method"], r["dtype"], r["dt_fs"], r["n_atoms"] // 3) for r in result["records"]}
+              "protocol": asdict(protocol), "records": _recorded(out, model_file, protocol), "complete": False}
+    cases = [(method, dtype, dt_fs, n_molecules) for n_molecules in molecules for method in methods
+             for dtype in (dtypes if method != "classical" else ["mixed"]) for dt_fs in timesteps_fs]
+    requested = {case_key(*case) for case in cases}
     try:
-        for n_molecules in molecules:
-            for method in methods:
-                for dtype in (dtypes if method != "classical" else ["mixed"]):
-                    for dt_fs in timesteps_fs:
-                        if case_key(method, dtype, dt_fs, n_molecules) in done:
-                            continue
-                        record = run_nve_case(method, dtype, dt_fs, n_molecules, model_file, protocol,
-                                              work_dir=work_dir, deadline=deadline, progress=progress)
-                        result["records"].append(record)
-                        if out:
-                            write_json(result, out)
-        result["complete"] = True
+        with torch_threads(protocol.threads):
+            for case in cases:
+                key = case_key(*case)
+                if key in _keys(result["records"]):
+                    continue
+                with _claim(work_dir, key) as claimed:
+                    if not claimed:
+                        print(f"{key} is being run by another process; skipped here")
+                        continue
+                    if key in _keys(_recorded(out, model_file, protocol)):  # finished elsewhere meanwhile
+                        continue
+                    record = run_nve_case(*case, model_file, protocol, work_dir=work_dir, deadline=deadline,
+                                          progress=progress)
+                result["records"].append(record)
+                if out:
+                    _write_merged(result, out, requested)
     except NVEInterrupted as stop:
         print(f"stopped at the time limit: {stop}; rerun the same command to continue")
     if out:
-        write_json(result, out)
+        _write_merged(result, out, requested)
+    result["complete"] = requested <= _keys(result["records"])
     return result
+
+
+def _keys(records: List[Dict]) -> set:
+    return {case_key(r["method"], r["dtype"], r["dt_fs"], r["n_atoms"] // 3) for r in records}
+
+
+def _recorded(out: Optional[str], model_file: str, protocol: NVEProtocol) -> List[Dict]:
+    """The records already in ``out`` (none if it does not exist); refuses another model's or protocol's file."""
+    if not out or not os.path.exists(out):
+        return []
+    with open(out) as handle:
+        previous = json.load(handle)
+    if previous.get("model") != model_file or previous.get("protocol") != asdict(protocol):
+        raise ValueError(f"{out} holds runs of another model or protocol ({previous.get('model')}, "
+                         f"{previous.get('protocol')}); choose another --out or remove it")
+    return previous["records"]
+
+
+def _write_merged(result: Dict, out: str, requested: set) -> None:
+    """Add to ``result`` the records another process wrote to ``out`` meanwhile, then write it (under a lock).
+
+    ``requested``: the case keys this run was asked for; ``result["complete"]`` says whether all are recorded.
+    """
+    with open(out + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ours = _keys(result["records"])
+        others = [r for r in _recorded(out, result["model"], NVEProtocol(**result["protocol"]))
+                  if case_key(r["method"], r["dtype"], r["dt_fs"], r["n_atoms"] // 3) not in ours]
+        result["records"] = sorted(result["records"] + others,
+                                   key=lambda r: (r["n_atoms"], r["method"] == "classical", r["dtype"], r["dt_fs"]))
+        result["complete"] = requested <= _keys(result["records"])
+        write_json(result, out)
+
+
+@contextmanager
+def _claim(work_dir: Optional[str], key: str) -> Iterator[bool]:
+    """Hold an exclusive, non-blocking lock on ``key`` in ``work_dir``; yields whether it was obtained.
+
+    The lock dies with its process, so a killed run never leaves a case claimed.
+    """
+    if not work_dir:
+        yield True
+        return
+    os.makedirs(work_dir, exist_ok=True)
+    with open(os.path.join(work_dir, key + ".lock"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def nve_table(result: Dict) -> str:

@@ -20,6 +20,7 @@ from ..systems import classical_water_system, water_box
 from ..units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
 from ._machine import describe_machine
 from ._timing import ns_per_day, time_steps
+from ._threads import torch_threads
 
 #: Integration step of the timed runs (fs): safe for flexible water started from a fresh box.
 TIMESTEP_FS = 0.5
@@ -182,16 +183,22 @@ def run_speed(
     If ``out`` holds a run of the same model and settings, its records are kept and those cases skipped, so an
     interrupted full run continues where it stopped.
     """
-    from tqdm import tqdm
-
     model_file = model_file or benchmark_model(os.path.join("runs", "bench", "untrained-water.pt"))
     methods = methods or METHODS
     dtypes = dtypes or ["float32", "float64"]
     unknown = sorted(set(methods) - set(METHODS) - set(PEER_METHODS))
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {METHODS + PEER_METHODS}")
-    if threads:
-        torch.set_num_threads(threads)
+    with torch_threads(threads):
+        return _run_speed(molecules, model_file, methods, dtypes, platform, warmup_steps, block_steps, blocks, out,
+                          progress, threads, max_block_seconds, max_warmup_seconds)
+
+
+def _run_speed(molecules: List[int], model_file: str, methods: List[str], dtypes: List[str], platform: str,
+               warmup_steps: int, block_steps: int, blocks: int, out: Optional[str], progress: bool,
+               threads: Optional[int], max_block_seconds: float, max_warmup_seconds: float) -> Dict:
+    from tqdm import tqdm
+
     module, metadata = load_model(model_file)
     settings = {"model": model_file, "model_config": metadata["config"], "timestep_fs": TIMESTEP_FS,
                 "ns_per_day_timestep_fs": REPORT_TIMESTEP_FS, "openmm_cpu_threads": threads or "default",
