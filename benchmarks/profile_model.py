@@ -53,11 +53,11 @@ def profile(step: Callable[[], None], repeats: int, top: int) -> Dict:
 
 def equiforce_step(model_file: str, n_molecules: int) -> Callable[[], None]:
     """One forward + backward of the exported model in float32, as the speed benchmark's bare-torchscript."""
-    from equiforce.bench._speed import WaterCase, _bare_step
+    from equiforce.bench import WaterCase, bare_step
     from equiforce.export import load_model
 
     module, metadata = load_model(model_file)
-    step = _bare_step(module, WaterCase(n_molecules, metadata), torch.float32)
+    step = bare_step(module, WaterCase(n_molecules, metadata), torch.float32)
     return lambda: step(1)
 
 

@@ -4,9 +4,8 @@
 // 2. Counting sort of the atoms by cell into structure-of-arrays buffers (sequential, O(N), stable).
 // 3. Search, atoms taken in cell order so that the candidates of consecutive atoms stay in cache. Blocks of
 //    atoms are handed to threads dynamically; each thread appends the neighbours it finds, packed as
-//    (cell-order index of j | image shift) in 8 bytes, to its own buffer. The distance test is branch-free:
-//    AVX2 with a compress-store when the CPU has it (checked at run time), portable code otherwise; both
-//    compute the same IEEE operations in the same order.
+//    (cell-order index of j | image shift) in 8 bytes, to its own buffer. The distance test is branch-free
+//    (distance_test.h: AVX2 with a compress-store when the CPU has it, portable code otherwise, same pairs).
 // 4. Prefix sum over the per-atom counts in input order, then a parallel pass in input order (sequential
 //    output streams) writes each atom's pairs, vectors and shifts at its final offset, recomputing each
 //    vector with exactly the arithmetic of the test.
@@ -28,10 +27,6 @@
 #include <memory>
 #include <vector>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define EQUIFORCE_X86_DISPATCH 1
-#include <immintrin.h>
-#endif
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -42,6 +37,7 @@
 #endif
 
 #include "cell_grid.h"
+#include "distance_test.h"
 #include "neighbors.h"
 
 namespace equiforce {
@@ -53,7 +49,8 @@ constexpr int64_t kBlock = 64;  // atoms per scheduling block
 // Below this many atoms per thread a parallel region costs more than it saves (waking a worker takes tens of
 // microseconds, and on a busy machine it may wait for a core for milliseconds).
 constexpr int64_t kMinAtomsPerThread = 4096;
-constexpr int64_t kSlack = 4;  // the vector compress-store writes up to 4 entries past the last hit
+using distance_test::kSlack;
+using distance_test::test_run;
 
 // Large outputs are fresh memory on every call (glibc maps allocations above 32 MiB anew each time), and
 // first-touch page faults then cost as much as the search itself. Transparent huge pages, where the
@@ -210,103 +207,6 @@ void assign_and_sort(Search& S, const double* pos) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------- distance test
-// Candidates [begin, end) in cell order seen through `base` = S B - r_i. Writes tag | k for every candidate
-// k with r2 < rc2 and k != self to `out` (which has room for end - begin + kSlack entries) and returns the
-// number written. Both versions compute r2 = (dx dx + dy dy) + dz dz with the same IEEE operations as
-// dist2() in cell_grid.h, hence the same pairs.
-using TestRunFn = int64_t (*)(const Search&, int64_t, int64_t, const double*, double, uint64_t, int64_t, uint64_t*);
-
-int64_t test_run_portable(const Search& S, int64_t begin, int64_t end, const double* base, double rc2, uint64_t tag,
-                          int64_t self, uint64_t* out) {
-  constexpr int64_t kChunk = 64;
-  const double* __restrict xs = S.sx.data();
-  const double* __restrict ys = S.sy.data();
-  const double* __restrict zs = S.sz.data();
-  const double bx = base[0], by = base[1], bz = base[2];
-  int64_t c = 0;
-  double r2[kChunk];
-  for (int64_t k0 = begin; k0 < end; k0 += kChunk) {
-    const int64_t m = std::min(kChunk, end - k0);
-    for (int64_t t = 0; t < m; ++t) {  // vectorised by the compiler
-      const double dx = xs[k0 + t] + bx, dy = ys[k0 + t] + by, dz = zs[k0 + t] + bz;
-      r2[t] = (dx * dx + dy * dy) + dz * dz;
-    }
-    for (int64_t t = 0; t < m; ++t) {  // branch-free compaction
-      const int64_t k = k0 + t;
-      out[c] = tag | uint64_t(k);
-      c += (r2[t] < rc2) & (k != self);
-    }
-  }
-  return c;
-}
-
-#ifdef EQUIFORCE_X86_DISPATCH
-// Permutations of 32-bit lanes that move the selected 64-bit lanes of a 4-lane mask to the front.
-struct CompressTable {
-  alignas(32) int32_t lanes[16][8];
-  CompressTable() {
-    for (int mask = 0; mask < 16; ++mask) {
-      int out = 0;
-      for (int l = 0; l < 4; ++l) {
-        if (mask & (1 << l)) {
-          lanes[mask][2 * out] = 2 * l;
-          lanes[mask][2 * out + 1] = 2 * l + 1;
-          ++out;
-        }
-      }
-      for (; out < 4; ++out) lanes[mask][2 * out] = lanes[mask][2 * out + 1] = 0;
-    }
-  }
-};
-const CompressTable kCompress;
-
-__attribute__((target("avx2"))) int64_t test_run_avx2(const Search& S, int64_t begin, int64_t end, const double* base,
-                                                      double rc2, uint64_t tag, int64_t self, uint64_t* out) {
-  const double* xs = S.sx.data();
-  const double* ys = S.sy.data();
-  const double* zs = S.sz.data();
-  const __m256d bx = _mm256_set1_pd(base[0]), by = _mm256_set1_pd(base[1]), bz = _mm256_set1_pd(base[2]);
-  const __m256d cut2 = _mm256_set1_pd(rc2);
-  const __m256i tags = _mm256_set1_epi64x(static_cast<long long>(tag));
-  const __m256i selfv = _mm256_set1_epi64x(self);
-  const __m256i step = _mm256_set1_epi64x(4);
-  __m256i kv = _mm256_add_epi64(_mm256_set1_epi64x(begin), _mm256_setr_epi64x(0, 1, 2, 3));
-  const __m256i endv = _mm256_set1_epi64x(end);
-  int64_t c = 0;
-  for (int64_t k = begin; k < end; k += 4) {
-    // lanes past `end` are neither loaded (masked loads do not fault) nor counted
-    const __m256i valid = _mm256_cmpgt_epi64(endv, kv);
-    const __m256d dx = _mm256_add_pd(_mm256_maskload_pd(xs + k, valid), bx);
-    const __m256d dy = _mm256_add_pd(_mm256_maskload_pd(ys + k, valid), by);
-    const __m256d dz = _mm256_add_pd(_mm256_maskload_pd(zs + k, valid), bz);
-    const __m256d r2 =
-        _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(dx, dx), _mm256_mul_pd(dy, dy)), _mm256_mul_pd(dz, dz));
-    const __m256i inside = _mm256_and_si256(_mm256_castpd_si256(_mm256_cmp_pd(r2, cut2, _CMP_LT_OQ)), valid);
-    const __m256i hit = _mm256_andnot_si256(_mm256_cmpeq_epi64(kv, selfv), inside);
-    const int mask = _mm256_movemask_pd(_mm256_castsi256_pd(hit));
-    const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress.lanes[mask]));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + c),
-                        _mm256_permutevar8x32_epi32(_mm256_or_si256(kv, tags), perm));
-    c += __builtin_popcount(static_cast<unsigned>(mask));
-    kv = _mm256_add_epi64(kv, step);
-  }
-  return c;
-}
-#endif
-
-TestRunFn select_test_run() {
-#ifdef EQUIFORCE_X86_DISPATCH
-  // EQUIFORCE_NO_AVX2=1 forces the portable path (tests compare the two).
-  const char* off = std::getenv("EQUIFORCE_NO_AVX2");
-  __builtin_cpu_init();  // this runs while the library loads, possibly before libgcc's own initialiser
-  if (__builtin_cpu_supports("avx2") && !(off != nullptr && off[0] != '\0' && off[0] != '0')) return test_run_avx2;
-#endif
-  return test_run_portable;
-}
-
-const TestRunFn test_run = select_test_run();
-
 // ---------------------------------------------------------------------------------------------- search
 // Neighbours of the atom at cell-order position t appended to `buf`.
 inline int64_t search_atom(const Search& S, int64_t t, PairBuffer& buf) {
@@ -321,7 +221,8 @@ inline int64_t search_atom(const Search& S, int64_t t, PairBuffer& buf) {
     const double base[3] = {shift[0] - r[0], shift[1] - r[1], shift[2] - r[2]};
     const bool home = (sa | sb | sc) == 0;
     buf.reserve_more(end - begin + kSlack);
-    buf.size += test_run(S, begin, end, base, rc2, pack_shift(sa, sb, sc), home ? t : -1, buf.data.get() + buf.size);
+    buf.size += test_run(S.sx.data(), S.sy.data(), S.sz.data(), begin, end, base, rc2, pack_shift(sa, sb, sc),
+                         home ? t : -1, buf.data.get() + buf.size);
   });
   return buf.size - before;
 }

@@ -52,7 +52,7 @@ class WaterCase:
         return system
 
 
-def _bare_step(module, case: WaterCase, dtype: torch.dtype) -> Callable[[int], None]:
+def bare_step(module, case: WaterCase, dtype: torch.dtype) -> Callable[[int], None]:
     """Forward + backward of the model alone (no integration): the floor for any MD engine."""
     positions = torch.tensor(case.positions_nm * ANGSTROM_PER_NM, dtype=dtype)
     cell = torch.tensor(case.box_nm * ANGSTROM_PER_NM, dtype=dtype)
@@ -216,7 +216,7 @@ def _run_speed(molecules: List[int], model_file: str, methods: List[str], dtypes
         if (case.name, method, dtype_name) in done:
             continue
         bar.set_postfix_str(f"{case.name} {method} {dtype_name}")
-        step = _make_step(method, dtype_name, module, metadata, model_file, case, platform, threads)
+        step = make_step(method, dtype_name, module, metadata, model_file, case, platform, threads)
         timing = time_steps(step, warmup_steps, block_steps, blocks, max_block_seconds=max_block_seconds,
                             max_warmup_seconds=max_warmup_seconds)
         result["records"].append({
@@ -239,12 +239,19 @@ def _previous_run(out: Optional[str], settings: Dict) -> List[Dict]:
     return earlier.get("records", []) if same else []
 
 
-def _make_step(method, dtype_name, module, metadata, model_file, case, platform, threads):
+def make_step(method: str, dtype_name: str, module: torch.jit.ScriptModule, metadata: dict, model_file: str,
+              case: WaterCase, platform: str = "CPU", threads: Optional[int] = None) -> Callable[[int], None]:
+    """The benchmark's step function ``step(n)`` (n MD steps, or n forward + backward passes for ``bare-*``) of
+    ``method`` (one of ``METHODS`` or ``PEER_METHODS``) on ``case``, in precision ``dtype_name``.
+
+    ``module``, ``metadata``: the exported model as :func:`equiforce.export.load_model` returns them (the bare
+    methods move ``module`` to ``dtype_name``); ``model_file``: its path, for the methods that load it.
+    """
     dtype = DTYPES.get(dtype_name, torch.float64)
     if method == "bare-eager":
-        return _bare_step(eager_copy(module, metadata).to(dtype), case, dtype)
+        return bare_step(eager_copy(module, metadata).to(dtype), case, dtype)
     if method == "bare-torchscript":
-        return _bare_step(module.to(dtype), case, dtype)
+        return bare_step(module.to(dtype), case, dtype)
     if method == "torchforce":
         system = case.masses_system()
         system.addForce(create_force(model_file, case.topology, precision=dtype_name))
