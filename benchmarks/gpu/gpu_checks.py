@@ -58,13 +58,14 @@ def main():
     import equiforce
     from equiforce import ops
     from equiforce.bench import benchmark_model
-    from equiforce.openmm import create_force
+    from equiforce.openmm import create_force, species_for_atoms
+    from equiforce.units import ANGSTROM_PER_NM
     from equiforce.systems import water_box
 
     platform_name = "CUDA" if args.device == "cuda" else "CPU"
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     model_file = benchmark_model(os.path.join("runs", "gpu", "water-size-model.pt"))  # the shipped water model
-    module, _ = equiforce.load_model(model_file, device=args.device)
+    module, metadata = equiforce.load_model(model_file, device=args.device)
     result["model"] = os.path.relpath(model_file)
 
     attempt("openmm_plugins", lambda: {
@@ -88,8 +89,8 @@ def main():
         context, _, topology, positions = context_for(8, False)
         energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         box = np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom))
-        species = torch.tensor([1 if a.element.symbol == "O" else 0 for a in topology.atoms()], device=args.device)
-        direct = module(torch.tensor(positions * 10.0, dtype=torch.float32, device=args.device), species,
+        species = species_for_atoms(list(topology.atoms()), metadata["elements"], "model").to(args.device)
+        direct = module(torch.tensor(positions * ANGSTROM_PER_NM, dtype=torch.float32, device=args.device), species,
                         torch.tensor(box, dtype=torch.float32, device=args.device))
         return {"openmm_kJ_mol": energy, "direct_kJ_mol": float(direct) * equiforce.units.KJ_PER_MOL_PER_EV}
 
@@ -100,7 +101,7 @@ def main():
         for n_molecules in (32, 2048):
             topology, positions = water_box(n_molecules, 1.0, seed=1)
             box = torch.tensor(np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom)))
-            x = torch.tensor(positions * 10.0)
+            x = torch.tensor(positions * ANGSTROM_PER_NM)
             pairs_cpu, vectors_cpu = ops.neighbor_list(x, 5.0, box)
             pairs_dev, vectors_dev = ops.neighbor_list(x.to(args.device), 5.0, box.to(args.device))
             same = {tuple(p) for p in pairs_cpu.T.tolist()} == {tuple(p) for p in pairs_dev.cpu().T.tolist()}
@@ -124,8 +125,8 @@ def main():
             topology, positions = water_box(n_molecules, 1.0, seed=0)
             box = torch.tensor(np.array(topology.getPeriodicBoxVectors().value_in_unit(unit.angstrom)),
                                dtype=torch.float32, device=args.device)
-            species = torch.tensor([1 if a.element.symbol == "O" else 0 for a in topology.atoms()], device=args.device)
-            x0 = torch.tensor(positions * 10.0, dtype=torch.float32, device=args.device)
+            species = species_for_atoms(list(topology.atoms()), metadata["elements"], "model").to(args.device)
+            x0 = torch.tensor(positions * ANGSTROM_PER_NM, dtype=torch.float32, device=args.device)
             for capacity in (0, int(3 * n_molecules * 80)):
                 def bare():
                     x = x0.clone().requires_grad_(True)

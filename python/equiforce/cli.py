@@ -121,7 +121,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         else:
             methods = bench.METHODS + (bench.PEER_METHODS if args.peers else [])
             result = bench.run_speed(args.molecules or [32, 128, 512, 2048], model_file=args.model, methods=methods,
-                                     out=out, threads=args.threads)
+                                     platform=args.platform, out=out, threads=args.threads)
         table = bench.speed_table(result) + "\n\n" + bench.speed_goals(result)
         with open(os.path.splitext(out)[0] + ".md", "w") as handle:
             handle.write(table + "\n")
@@ -131,7 +131,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             protocol = bench.NVEProtocol(duration_ps=0.1, equilibration_ps=0.02, classical_ps=0.2)
             result = bench.run_nve([32], [0.5], protocol, model_file=args.model, out=out)
         else:
-            protocol = bench.NVEProtocol(duration_ps=args.duration, threads=args.threads or 0)
+            protocol = bench.NVEProtocol(duration_ps=args.duration, threads=args.threads or 0, platform=args.platform)
             result = bench.run_nve(args.molecules or [32, 128], args.timesteps or [0.25, 0.5, 1.0], protocol,
                                    methods=args.methods, dtypes=args.dtypes, model_file=args.model, out=out,
                                    work_dir=args.work,
@@ -139,7 +139,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         table = bench.nve_table(result)
         with open(os.path.splitext(out)[0] + ".md", "w") as handle:
             handle.write(table + "\n")
-        bench.plot_nve(result, os.path.splitext(out)[0] + ".png")
+        if not bench.plot_nve(result, os.path.splitext(out)[0] + ".png"):
+            print("no NVE run has finished yet: no plot")
     print(table)
     print(f"wrote {out}")
     return 0
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "each takes the cases no other has claimed)")
     bench.add_argument("--threads", type=int, default=None,
                        help="torch and OpenMM CPU threads for every method (default: all cores)")
+    bench.add_argument("--platform", default="CPU", help="OpenMM platform of the full runs (CPU or CUDA)")
     bench.add_argument("--peers", action="store_true",
                        help="also run nequip through openmm-ml (needs requirements-bench.txt and the peer build)")
     bench.set_defaults(run=_cmd_bench)

@@ -52,6 +52,10 @@ class NVEProtocol:
     seed: int = 1
 
     def platform_properties(self) -> Dict[str, str]:
+        """CPU: the thread count; CUDA: mixed precision (the integration in double, as an NVE measurement needs;
+        the model's own precision is set separately)."""
+        if self.platform == "CUDA":
+            return {"Precision": "mixed"}
         return {"Threads": str(self.threads)} if self.threads and self.platform == "CPU" else {}
 
 

@@ -2,35 +2,69 @@
 from typing import Dict
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_nve(result: Dict, path: str) -> None:
-    """Total, potential and kinetic energy (kJ/mol, shifted to start at 0) against time, one panel per run."""
+def plot_nve(result: Dict, path: str) -> bool:
+    """Potential and kinetic energy (left scale) and their total (right scale, magnified), kJ/mol shifted to
+    start at 0, against time.
+
+    One panel per run, on a grid: a row for each (atoms, method, dtype), a column for each time step. Returns
+    False (and writes nothing) when there is no run yet.
+    """
     records = result["records"]
-    fig, axes = plt.subplots(len(records), 1, figsize=(7, 2.2 * len(records)), squeeze=False)
-    for axis, record in zip(axes[:, 0], records):
+    if not records:
+        return False
+    rows = sorted({(r["n_atoms"], r["method"] == "classical", r["method"], r["dtype"]) for r in records})
+    columns = sorted({r["dt_fs"] for r in records})
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(4.2 * len(columns), 2.4 * len(rows)), squeeze=False)
+    for axis in axes.flat:
+        axis.set_visible(False)
+    for record in records:
+        axis = axes[rows.index((record["n_atoms"], record["method"] == "classical", record["method"],
+                                record["dtype"])), columns.index(record["dt_fs"])]
+        axis.set_visible(True)
         series = record["series"]
         kinetic, potential = series["kinetic"], series["potential"]
         total = [k + p for k, p in zip(kinetic, potential)]
-        if not total:
-            continue
-        for values, label, colour in ((potential, "potential", "tab:orange"), (kinetic, "kinetic", "tab:green"),
-                                      (total, "total", "black")):  # total last: on top of the two it sums
-            axis.plot(series["time_ps"], [v - values[0] for v in values], label=label, lw=0.8, color=colour)
-        outcome = (f"FAILED: {record['failed']}" if record.get("failed") else
-                   f"drift {record['drift_kT_per_ns_per_dof']:+.2g}±{record['drift_stderr_kT_per_ns_per_dof']:.1g}"
+        if total:
+            time_ps = np.asarray(series["time_ps"])
+            for values, label, colour in ((potential, "potential", "tab:orange"), (kinetic, "kinetic", "tab:green")):
+                axis.plot(time_ps, np.asarray(values) - values[0], label=label, lw=0.4, color=colour, alpha=0.5)
+            # the total on its own (right-hand) scale, tens of times finer than the exchange between the two:
+            # raw samples, their 0.5 ps block means and the least-squares line
+            magnified = axis.twinx()
+            shifted = np.asarray(total) - total[0]
+            magnified.plot(time_ps, shifted, lw=0.3, color="grey", alpha=0.6, label="total (right scale)")
+            per_block = max(1, int(round(0.5 / max(time_ps[1] - time_ps[0], 1e-12)))) if len(time_ps) > 1 else 1
+            blocks = len(shifted) // per_block
+            if blocks >= 2:
+                means = shifted[:blocks * per_block].reshape(blocks, per_block).mean(axis=1)
+                centres = time_ps[:blocks * per_block].reshape(blocks, per_block).mean(axis=1)
+                magnified.plot(centres, means, lw=1.2, color="black", label="total, 0.5 ps means")
+                slope, intercept = np.polyfit(time_ps, shifted, 1)
+                magnified.plot(time_ps[[0, -1]], intercept + slope * time_ps[[0, -1]], "--", lw=1.0, color="tab:red",
+                               label="total, linear fit")
+            magnified.set_ylabel("total ΔE (kJ/mol)", fontsize=8)
+            magnified.tick_params(labelsize=7)
+        outcome = (f"FAILED: {record['failed']}"[:60] if record.get("failed") else
+                   f"{record['drift_kT_per_ns_per_dof']:+.2g}±{record['drift_stderr_kT_per_ns_per_dof']:.1g}"
                    " kT/ns/dof")
-        axis.set_title(f"{record['method']} {record['dtype']} dt={record['dt_fs']} fs, {record['n_atoms']} atoms: "
+        axis.set_title(f"{record['method']} {record['dtype']}, {record['dt_fs']} fs, {record['n_atoms']} atoms\n"
                        f"{outcome}", fontsize=8)
         axis.set_ylabel("ΔE (kJ/mol)", fontsize=8)
-    axes[-1, 0].set_xlabel("time (ps)")
-    axes[0, 0].legend(fontsize=7, loc="upper left")
+        axis.set_xlabel("time (ps)", fontsize=8)
+        axis.tick_params(labelsize=7)
+    first = next(axis for axis in axes.flat if axis.get_visible())
+    handles = [line for a in fig.axes if a.bbox.bounds == first.bbox.bounds for line in a.get_lines()]
+    first.legend(handles=handles, fontsize=6, loc="upper left", ncol=2, framealpha=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def plot_speed(result: Dict, path: str) -> None:

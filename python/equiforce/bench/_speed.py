@@ -52,16 +52,29 @@ class WaterCase:
         return system
 
 
-def bare_step(module, case: WaterCase, dtype: torch.dtype) -> Callable[[int], None]:
-    """Forward + backward of the model alone (no integration): the floor for any MD engine."""
-    positions = torch.tensor(case.positions_nm * ANGSTROM_PER_NM, dtype=dtype)
-    cell = torch.tensor(case.box_nm * ANGSTROM_PER_NM, dtype=dtype)
+def torch_device(platform: str) -> torch.device:
+    """Where the torch-side methods (bare, pythonforce, ase) run the model for an OpenMM ``platform``."""
+    return torch.device("cuda" if platform == "CUDA" else "cpu")
+
+
+def bare_step(module, case: WaterCase, dtype: torch.dtype,
+              device: torch.device = torch.device("cpu")) -> Callable[[int], None]:
+    """Forward + backward of the model alone (no integration): the floor for any MD engine.
+
+    ``module`` must already be on ``device``; on a GPU the step waits for the device before it returns, so a
+    clock around it measures the work, not the launch.
+    """
+    positions = torch.tensor(case.positions_nm * ANGSTROM_PER_NM, dtype=dtype, device=device)
+    cell = torch.tensor(case.box_nm * ANGSTROM_PER_NM, dtype=dtype, device=device)
+    species = case.species.to(device)
 
     def step(n: int) -> None:
         for _ in range(n):
             x = positions.clone().requires_grad_(True)
-            energy = module(x, case.species, cell)
+            energy = module(x, species, cell)
             torch.autograd.grad(energy, x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     return step
 
@@ -81,16 +94,19 @@ def _context_step(system: openmm.System, case: WaterCase, platform: str,
     return step
 
 
-def _pythonforce_system(eager: EquivariantPotential, case: WaterCase, dtype: torch.dtype) -> openmm.System:
-    """The same weights through ``openmm.PythonForce``, as openmm-ml 1.8 runs its eager models."""
+def _pythonforce_system(eager: EquivariantPotential, case: WaterCase, dtype: torch.dtype,
+                        device: torch.device) -> openmm.System:
+    """The same weights through ``openmm.PythonForce``, as openmm-ml 1.8 runs its eager models (``eager`` is on
+    ``device``; positions and forces cross to and from the host every step, as they do there)."""
+    species = case.species.to(device)
 
     def compute(state):
         positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer) * ANGSTROM_PER_NM
         box = np.array(state.getPeriodicBoxVectors().value_in_unit(unit.nanometer)) * ANGSTROM_PER_NM
-        x = torch.tensor(positions, dtype=dtype, requires_grad=True)
-        energy = eager(x, case.species, torch.tensor(box, dtype=dtype))
+        x = torch.tensor(positions, dtype=dtype, device=device, requires_grad=True)
+        energy = eager(x, species, torch.tensor(box, dtype=dtype, device=device))
         (gradient,) = torch.autograd.grad(energy, x)
-        forces = -gradient.numpy() * KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM
+        forces = -gradient.cpu().numpy() * KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM
         return float(energy.detach()) * KJ_PER_MOL_PER_EV, forces
 
     system = case.masses_system()
@@ -100,7 +116,7 @@ def _pythonforce_system(eager: EquivariantPotential, case: WaterCase, dtype: tor
     return system
 
 
-def _ase_step(model_file: str, case: WaterCase, precision: str) -> Callable[[int], None]:
+def _ase_step(model_file: str, case: WaterCase, precision: str, device: torch.device) -> Callable[[int], None]:
     from ase import Atoms
     from ase import units as ase_units
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
@@ -114,7 +130,7 @@ def _ase_step(model_file: str, case: WaterCase, precision: str) -> Callable[[int
         cell=case.box_nm * ANGSTROM_PER_NM,
         pbc=True,
     )
-    atoms.calc = EquiforceCalculator(model_file, precision=precision)
+    atoms.calc = EquiforceCalculator(model_file, device=str(device), precision=precision)
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(1))
     dynamics = VelocityVerlet(atoms, timestep=TIMESTEP_FS * ase_units.fs)
     return lambda n: dynamics.run(n)
@@ -221,7 +237,8 @@ def _run_speed(molecules: List[int], model_file: str, methods: List[str], dtypes
                             max_warmup_seconds=max_warmup_seconds)
         result["records"].append({
             "system": case.name, "n_atoms": case.n_atoms, "method": method,
-            "platform": "python" if method.startswith("bare") or method == "ase" else platform,
+            "platform": ({"cpu": "python", "cuda": "python-cuda"}[torch_device(platform).type]
+                         if method.startswith("bare") or method == "ase" else platform),
             "dtype": dtype_name, **timing, "ns_per_day": ns_per_day(timing["ms_per_step"], REPORT_TIMESTEP_FS),
         })
         if out:
@@ -248,19 +265,20 @@ def make_step(method: str, dtype_name: str, module: torch.jit.ScriptModule, meta
     methods move ``module`` to ``dtype_name``); ``model_file``: its path, for the methods that load it.
     """
     dtype = DTYPES.get(dtype_name, torch.float64)
+    device = torch_device(platform)
     if method == "bare-eager":
-        return bare_step(eager_copy(module, metadata).to(dtype), case, dtype)
+        return bare_step(eager_copy(module, metadata).to(device=device, dtype=dtype), case, dtype, device)
     if method == "bare-torchscript":
-        return bare_step(module.to(dtype), case, dtype)
+        return bare_step(module.to(device=device, dtype=dtype), case, dtype, device)
     if method == "torchforce":
         system = case.masses_system()
         system.addForce(create_force(model_file, case.topology, precision=dtype_name))
         return _context_step(system, case, platform, threads)
     if method == "pythonforce":
-        return _context_step(_pythonforce_system(eager_copy(module, metadata).to(dtype), case, dtype), case, platform,
-                             threads)
+        eager = eager_copy(module, metadata).to(device=device, dtype=dtype)
+        return _context_step(_pythonforce_system(eager, case, dtype, device), case, platform, threads)
     if method == "ase":
-        return _ase_step(model_file, case, dtype_name)
+        return _ase_step(model_file, case, dtype_name, device)
     if method in PEER_METHODS:
         return _context_step(_nequip_openmmml_system(case, method.endswith("-eval")), case, platform, threads)
     if method == "classical":
