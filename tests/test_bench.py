@@ -194,6 +194,51 @@ def test_a_blown_up_run_is_recorded_as_failed(exported_model, tmp_path, monkeypa
     assert "failed" in nve_table({"records": [record]})
 
 
+def test_a_runaway_stops_the_run_and_a_failing_step_is_recorded(exported_model, monkeypatch):
+    """A sample hotter than 3 x 300 K ends the run there (no drift numbers); a step that raises (as the model
+    does for atoms flown far outside the box) is recorded as a failure instead of ending the benchmark."""
+    import openmm
+
+    path, _ = exported_model
+    real_get_state = openmm.Context.getState
+    calls = {"n": 0}
+
+    class Heated:
+        def __init__(self, state):
+            self.state = state
+
+        def getKineticEnergy(self):
+            return self.state.getKineticEnergy() * 1e3
+
+        def getPotentialEnergy(self):
+            return self.state.getPotentialEnergy()
+
+    def get_state(context, *args, **kwargs):
+        state = real_get_state(context, *args, **kwargs)
+        if kwargs.get("getEnergy"):
+            calls["n"] += 1
+        return Heated(state) if kwargs.get("getEnergy") and calls["n"] > 4 else state
+
+    monkeypatch.setattr(openmm.Context, "getState", get_state)
+    hot = run_nve_case("classical", "mixed", 0.5, 8, path, QUICK_NVE, progress=False)
+    assert hot["failed"].startswith("runaway:") and "drift_kT_per_ns_per_dof" not in hot
+    assert len(hot["series"]["time_ps"]) == 5 and hot["max_temperature_K"] > 900.0
+    monkeypatch.setattr(openmm.Context, "getState", real_get_state)
+
+    real_step, steps = openmm.CompoundIntegrator.step, {"n": 0}
+
+    def failing_step(self, n):  # the equilibration (first call) and one NVE block pass, the next one fails
+        steps["n"] += 1
+        if steps["n"] > 2:
+            raise openmm.OpenMMException("neighbor_list: atom 3 lies more than 2^31 box lengths outside the box")
+        return real_step(self, n)
+
+    monkeypatch.setattr(openmm.CompoundIntegrator, "step", failing_step)
+    broken = run_nve_case("classical", "mixed", 0.5, 8, path, QUICK_NVE, progress=False)
+    assert broken["failed"].startswith("the step after 0.001 ps failed") and "outside the box" in broken["failed"]
+    assert broken["completed_ps"] == 0.001 and "drift_kT_per_ns_per_dof" not in broken
+
+
 def test_a_run_that_heats_far_beyond_its_start_is_marked_as_a_runaway():
     from equiforce.bench._nve import runaway
     from equiforce.units import boltzmann_kj_per_mol

@@ -3,7 +3,9 @@ sampled often.
 
 Records: {"method", "dtype", "dt_fs", "n_atoms", "duration_ps", "drift_kT_per_ns_per_dof",
 "drift_stderr_kT_per_ns_per_dof", "drift_meV_per_atom_per_ps", "fluctuation_kJ_per_mol", "drift_ratio",
-"failed", "series"}. A run that blows up is recorded with ``failed`` saying when, not dropped.
+"failed", "series"}. A run that blows up is recorded with ``failed`` saying when, not dropped: a run stops at
+its first sample hotter than ``RUNAWAY_FACTOR`` x 300 K, or when a step fails (OpenMM, or the model refusing
+atoms that flew far apart), and carries no drift numbers.
 
 Runs are long on a CPU (20 ps of a 96-atom box at 0.25 fs is 80 000 model evaluations), so with ``work_dir`` each
 case saves its state and energy samples every few hundred samples and resumes from them, and ``run_nve`` skips
@@ -156,11 +158,21 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
         _start(context, integrator, topology, grid, dt_fs, protocol)
 
     n_samples = int(round(protocol.duration_ps * 1000.0 / dt_fs)) // protocol.sample_every + 1
+    n_atoms = topology.getNumAtoms()
+    n_dof = 3 * n_atoms - 3  # no constraints; total momentum is conserved
+    # kinetic energy (kJ/mol) of RUNAWAY_FACTOR x the start temperature: the run stops at the first sample above
+    hot_kj_per_mol = 0.5 * n_dof * boltzmann_kj_per_mol(RUNAWAY_FACTOR * TEMPERATURE_K)
     failed = None
+    ran_away = any(sample[1] > hot_kj_per_mol for sample in samples)  # a resumed run may already have
     with tqdm(total=n_samples, initial=len(samples), desc=label, disable=not progress) as bar:
-        while len(samples) < n_samples:
+        while len(samples) < n_samples and not ran_away:
             if samples:
-                integrator.step(protocol.sample_every)
+                try:
+                    integrator.step(protocol.sample_every)
+                except Exception as error:  # OpenMM or the model refusing the state (atoms flown far apart)
+                    failed = (f"the step after {samples[-1][0]:.3f} ps failed (the simulation blew up): "
+                              f"{str(error).strip().splitlines()[-1][:200]}")
+                    break
             state = context.getState(getEnergy=True)
             sample = (len(samples) * protocol.sample_every * dt_fs / 1000.0,
                       state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole),
@@ -170,20 +182,21 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
                 break
             samples.append(sample)
             bar.update(1)
+            ran_away = sample[1] > hot_kj_per_mol
             out_of_time = deadline is not None and time.monotonic() > deadline
-            if case_dir and (len(samples) % save_every_samples == 0 or out_of_time):
+            if case_dir and (len(samples) % save_every_samples == 0 or out_of_time or ran_away):
                 _save(case_dir, context, samples)
-            if out_of_time and len(samples) < n_samples:
+            if out_of_time and len(samples) < n_samples and not ran_away:
                 raise NVEInterrupted(f"{label}: {len(samples)}/{n_samples} samples, saved in {case_dir}")
     data = np.array(samples).reshape(-1, 3)  # [n_samples, 3]: ps, kinetic, potential (kJ/mol); may be empty
-    n_atoms = topology.getNumAtoms()
-    n_dof = 3 * n_atoms - 3  # no constraints; total momentum is conserved
+    if ran_away:  # keep the series up to the first hot sample (an older resumed run may have gone on)
+        data = data[:int(np.argmax(data[:, 1] > hot_kj_per_mol)) + 1]
     record = {"method": method, "dtype": dtype, "dt_fs": dt_fs, "n_atoms": n_atoms,
               "duration_ps": protocol.duration_ps, "failed": failed}
     if failed is None and len(data):
         record["max_temperature_K"], failed = runaway(data[:, 0], data[:, 1], n_dof)
         record["failed"] = failed
-    if len(data) and not (failed or "").startswith("non-finite"):
+    if len(data) and failed is None:  # a drift is only measured on a run that stayed in its ensemble
         drift = energy_drift(data[:, 0], data[:, 1] + data[:, 2], data[:, 1], n_atoms, n_dof, TEMPERATURE_K)
         record.update({
             "drift_kT_per_ns_per_dof": drift.drift_kT_per_ns_per_dof,

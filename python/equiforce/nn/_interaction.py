@@ -6,6 +6,8 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from torch import Tensor, nn
 
+from ._split_slices import split_tensor_product_slices
+
 
 def _silu(x: Tensor) -> Tensor:
     return torch.nn.functional.silu(x)
@@ -72,6 +74,7 @@ class Interaction(nn.Module):
         self.tensor_product = o3.TensorProduct(
             irreps_in, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
         )
+        split_tensor_product_slices(self.tensor_product)  # same values, one gradient buffer per input
         self.radial = FullyConnectedNet(
             [num_basis] + [radial_hidden] * radial_layers + [self.tensor_product.weight_numel], _silu
         )
