@@ -16,7 +16,8 @@ Only our own tensor products are rewritten (:func:`split_tensor_product_slices`)
 generator: peers that use e3nn in the same process keep e3nn's code.
 """
 import operator
-from typing import List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 from torch import fx
@@ -72,6 +73,20 @@ def split_column_slices(module: fx.GraphModule) -> int:
     return rewritten
 
 
+_ENABLED = True
+
+
+@contextmanager
+def e3nn_slices() -> Iterator[None]:
+    """Models built inside the block keep e3nn's own sliced code (for measuring what the pass gains)."""
+    global _ENABLED
+    before, _ENABLED = _ENABLED, False
+    try:
+        yield
+    finally:
+        _ENABLED = before
+
+
 def split_tensor_product_slices(tensor_product) -> int:
     """Regenerate ``tensor_product``'s (an ``e3nn.o3.TensorProduct``) forward code with the split pass applied.
 
@@ -81,6 +96,8 @@ def split_tensor_product_slices(tensor_product) -> int:
     import e3nn
     from e3nn.o3._tensor_product._codegen import codegen_tensor_product_left_right
 
+    if not _ENABLED:
+        return 0
     graph_module = codegen_tensor_product_left_right(
         tensor_product.irreps_in1, tensor_product.irreps_in2, tensor_product.irreps_out, tensor_product.instructions,
         tensor_product.shared_weights, tensor_product._specialized_code, tensor_product._optimize_einsums)
