@@ -83,3 +83,16 @@ def test_the_shipped_file_runs_through_openmmml_with_its_energy_and_forces():
     assert energy == pytest.approx(expected_energy, rel=1e-7)  # summation order: 8e-9 seen
     np.testing.assert_allclose(forces, expected_forces, rtol=1e-6, atol=1e-6 * np.abs(expected_forces).max())
     assert np.abs(expected_forces).max() > 10.0  # kJ/mol/nm: a real, non-trivial force field
+
+
+def test_the_demo_runs_end_to_end_on_the_shipped_model_in_a_few_steps(tmp_path):
+    """`make demo` in miniature: classical start, NVT, NVE with timings and a drift fit (values not checked)."""
+    import math
+
+    from equiforce.demo import DemoSettings, run_demo
+
+    result = run_demo(DemoSettings(molecules=8, classical_ps=0.02, nvt_steps=10, nve_steps=40))
+    assert result["n_atoms"] == 24 and result["nve_steps"] == 40
+    assert all(math.isfinite(result[k]) for k in ("ms_per_step", "ns_per_day", "drift_kT_per_ns_per_dof"))
+    with pytest.raises(ValueError, match="nve_steps must be at least 20"):
+        run_demo(DemoSettings(molecules=8, nve_steps=5))

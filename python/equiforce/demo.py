@@ -35,6 +35,10 @@ def untrained_demo_model(path: str = UNTRAINED_MODEL, seed: int = 0) -> str:
     return path
 
 
+#: Energy samples the NVE drift fit needs (10 blocks of at least 2).
+MIN_NVE_SAMPLES = 20
+
+
 @dataclass
 class DemoSettings:
     model: Optional[str] = None
@@ -45,7 +49,7 @@ class DemoSettings:
     nvt_steps: int = 1000
     nvt_friction_per_ps: float = 10.0  # strong coupling: the model relaxes the classical structure and heats it
     nve_steps: int = 1000
-    sample_every: int = 10
+    sample_every: int = 10  # steps between NVE energy samples (fewer for a short run: the drift fit needs 20)
     platform: str = "CPU"
     precision: Optional[str] = None
     seed: int = 1
@@ -72,6 +76,10 @@ def run_demo(settings: DemoSettings) -> dict:
     """Run the demo and print ms/step, ns/day and the NVE energy drift; returns the numbers as a dict."""
     from openmmml import MLPotential
 
+    if settings.nve_steps < MIN_NVE_SAMPLES:
+        raise ValueError(f"nve_steps must be at least {MIN_NVE_SAMPLES} (the drift fit needs {MIN_NVE_SAMPLES} "
+                         f"energy samples), got {settings.nve_steps}")
+    nve_every = min(settings.sample_every, settings.nve_steps // MIN_NVE_SAMPLES)
     model = settings.model
     if model is None:
         if os.path.exists(SHIPPED_MODEL):
@@ -116,7 +124,7 @@ def run_demo(settings: DemoSettings) -> dict:
                         state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)))
 
     record(context, 0)
-    seconds = _run_blocks(integrator, context, settings.nve_steps, settings.sample_every, "NVE", record)
+    seconds = _run_blocks(integrator, context, settings.nve_steps, nve_every, "NVE", record)
     data = np.array(samples)  # [n_samples, 3]: time (ps), kinetic, potential (kJ/mol)
     n_dof = 3 * n_atoms - 3  # CMMotionRemover removes 3
     drift = energy_drift(data[:, 0], data[:, 1] + data[:, 2], data[:, 1], n_atoms, n_dof, settings.temperature)
