@@ -12,6 +12,17 @@ import torch
 from .. import __version__
 
 
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file: which exported model a result was measured with (a re-export keeps the path)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as handle:

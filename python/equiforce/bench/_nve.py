@@ -27,7 +27,7 @@ from ..analysis import energy_drift
 from ..openmm import create_force
 from ..systems import classical_water_system, equilibrate_classically, water_box
 from ..units import boltzmann_kj_per_mol
-from ._machine import describe_machine
+from ._machine import describe_machine, file_sha256
 from ._speed import benchmark_model, write_json
 from ._threads import torch_threads
 
@@ -193,6 +193,8 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
         data = data[:int(np.argmax(data[:, 1] > hot_kj_per_mol)) + 1]
     record = {"method": method, "dtype": dtype, "dt_fs": dt_fs, "n_atoms": n_atoms,
               "duration_ps": protocol.duration_ps, "failed": failed}
+    if method != "classical":  # which file it was (the protocol compares paths; a re-export keeps the path)
+        record["model_sha256"] = file_sha256(model_file)
     if failed is None and len(data):
         record["max_temperature_K"], failed = runaway(data[:, 0], data[:, 1], n_dof)
         record["failed"] = failed

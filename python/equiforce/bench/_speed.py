@@ -18,7 +18,7 @@ from ..nn import EquivariantPotential, ModelConfig
 from ..openmm import create_force, species_for_atoms
 from ..systems import classical_water_system, water_box
 from ..units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
-from ._machine import describe_machine
+from ._machine import describe_machine, file_sha256
 from ._timing import ns_per_day, time_steps
 from ._threads import torch_threads
 
@@ -216,7 +216,8 @@ def _run_speed(molecules: List[int], model_file: str, methods: List[str], dtypes
     from tqdm import tqdm
 
     module, metadata = load_model(model_file)
-    settings = {"model": model_file, "model_config": metadata["config"], "timestep_fs": TIMESTEP_FS,
+    settings = {"model": model_file, "model_sha256": file_sha256(model_file), "model_config": metadata["config"],
+                "timestep_fs": TIMESTEP_FS,
                 "ns_per_day_timestep_fs": REPORT_TIMESTEP_FS, "openmm_cpu_threads": threads or "default",
                 "timing": {"warmup_steps": warmup_steps, "block_steps": block_steps, "blocks": blocks,
                            "max_block_seconds": max_block_seconds, "max_warmup_seconds": max_warmup_seconds}}
