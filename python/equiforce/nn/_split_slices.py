@@ -16,6 +16,7 @@ Only our own tensor products are rewritten (:func:`split_tensor_product_slices`)
 generator: peers that use e3nn in the same process keep e3nn's code.
 """
 import operator
+import warnings
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Tuple
 
@@ -94,13 +95,20 @@ def split_tensor_product_slices(tensor_product) -> int:
     call and arguments as ``TensorProduct.__init__`` (e3nn 0.6), and registers the result the same way.
     """
     import e3nn
-    from e3nn.o3._tensor_product._codegen import codegen_tensor_product_left_right
 
     if not _ENABLED:
         return 0
-    graph_module = codegen_tensor_product_left_right(
-        tensor_product.irreps_in1, tensor_product.irreps_in2, tensor_product.irreps_out, tensor_product.instructions,
-        tensor_product.shared_weights, tensor_product._specialized_code, tensor_product._optimize_einsums)
+    try:  # e3nn internals (pinned e3nn 0.6.0); another version keeps e3nn's own code, with a warning
+        from e3nn.o3._tensor_product._codegen import codegen_tensor_product_left_right
+
+        graph_module = codegen_tensor_product_left_right(
+            tensor_product.irreps_in1, tensor_product.irreps_in2, tensor_product.irreps_out,
+            tensor_product.instructions, tensor_product.shared_weights, tensor_product._specialized_code,
+            tensor_product._optimize_einsums)
+    except (ImportError, AttributeError, TypeError) as error:
+        warnings.warn(f"e3nn {e3nn.__version__}: tensor-product split pass not applied ({error}); the model is "
+                      "unchanged but slower to differentiate")
+        return 0
     rewritten = split_column_slices(graph_module)
     if rewritten == 0:
         return 0
