@@ -251,3 +251,19 @@ def test_a_run_that_heats_far_beyond_its_start_is_marked_as_a_runaway():
     hottest, failed = runaway(time_ps, kinetic_300 * np.array([1.0, 1.5, 4.0, 10.0, 8.0]), n_dof)
     assert math.isclose(hottest, 3000.0, rel_tol=1e-9)
     assert failed.startswith("runaway: 1200 K at 0.500 ps, 3000 K at most")
+
+
+def test_the_nve_plot_draws_a_grid_of_runs_and_skips_an_empty_result(tmp_path):
+    from equiforce.bench import plot_nve
+
+    time_ps = list(np.linspace(0.0, 2.0, 201))
+    kinetic = list(100.0 + np.sin(np.arange(201)))
+    potential = list(-100.0 - np.sin(np.arange(201)))
+    ok = {"method": "equiforce", "dtype": "float32", "dt_fs": 0.5, "n_atoms": 24, "failed": None,
+          "drift_kT_per_ns_per_dof": 0.01, "drift_stderr_kT_per_ns_per_dof": 0.02,
+          "series": {"time_ps": time_ps, "kinetic": kinetic, "potential": potential}}
+    failed = dict(ok, dt_fs=1.0, failed="runaway: 950 K at 1.000 ps", series=dict(ok["series"]))
+    path = tmp_path / "nve.png"
+    assert plot_nve({"records": [ok, failed]}, str(path)) and path.stat().st_size > 0
+    assert not plot_nve({"records": []}, str(tmp_path / "empty.png"))
+    assert not (tmp_path / "empty.png").exists()

@@ -45,6 +45,7 @@ def plot_nve(result: Dict, path: str) -> bool:
                 means = shifted[:blocks * per_block].reshape(blocks, per_block).mean(axis=1)
                 centres = time_ps[:blocks * per_block].reshape(blocks, per_block).mean(axis=1)
                 magnified.plot(centres, means, lw=1.2, color="black", label="total, 0.5 ps means")
+            if blocks >= 2 and not record.get("failed"):  # no drift line through a run that blew up
                 slope, intercept = np.polyfit(time_ps, shifted, 1)
                 magnified.plot(time_ps[[0, -1]], intercept + slope * time_ps[[0, -1]], "--", lw=1.0, color="tab:red",
                                label="total, linear fit")
