@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     from openmm import unit
     from tqdm import tqdm
 
-    from equiforce.bench import describe_machine
+    from equiforce.bench import describe_machine, write_json
     from equiforce.bench._nve import TEMPERATURE_K, _system
     from equiforce.demo import SHIPPED_MODEL
     from equiforce.systems import water_box
@@ -113,10 +113,7 @@ def main(argv=None) -> int:
         "predicted_heating_kT_per_ns_per_dof": predicted,
         "measured_nve_drift_kT_per_ns_per_dof": measured,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(result, handle, indent=1)
-        handle.write("\n")
+    write_json(result, args.out)  # atomic: a run cut short leaves the last complete file
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
     return 0
 

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(REPOSITORY, "benchmarks", "results", "memory_cpu.json"))
     args = parser.parse_args(argv)
     sys.path.insert(0, os.path.join(REPOSITORY, "python"))
-    from equiforce.bench import describe_machine
+    from equiforce.bench import describe_machine, write_json
 
     result = {"machine": describe_machine(), "load_average_at_start": list(os.getloadavg()), "threads": 1,
               "steps": args.steps, "repeats": args.repeats, "cases": []}
@@ -71,9 +71,7 @@ def main(argv=None) -> int:
         case["speedup"] = case["default"]["ms_per_step"] / case["keep"]["ms_per_step"]
         result["cases"].append(case)
         print(json.dumps(case), flush=True)
-    with open(args.out, "w") as handle:
-        json.dump(result, handle, indent=1)
-        handle.write("\n")
+    write_json(result, args.out)  # atomic: a run cut short leaves the last complete file
     return 0
 
 

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.join(REPOSITORY, "python"))
     import torch
 
-    from equiforce.bench import WaterCase, describe_machine, make_step
+    from equiforce.bench import WaterCase, describe_machine, make_step, write_json
     from equiforce.export import load_model
 
     torch.set_num_threads(1)
@@ -84,14 +84,13 @@ def main(argv=None) -> int:
                         start = time.perf_counter()
                         step(1)
                         times[name].append(1000.0 * (time.perf_counter() - start))
-                row = {"n_atoms": case.n_atoms, "method": method, "identical_energy_and_forces": same_results(paths, case)}
+                row = {"n_atoms": case.n_atoms, "method": method,
+                       "identical_energy_and_forces": same_results(paths, case)}
                 row.update({f"{name} ms_per_step": statistics.median(values) for name, values in times.items()})
                 row["speedup"] = row["e3nn slices ms_per_step"] / row["split ms_per_step"]
                 result["cases"].append(row)
                 print(json.dumps(row), flush=True)
-                with open(args.out, "w") as handle:
-                    json.dump(result, handle, indent=1)
-                    handle.write("\n")
+                write_json(result, args.out)  # atomic: a run cut short leaves the last complete file
     return 0
 
 

@@ -165,29 +165,37 @@ def test_a_case_claimed_by_another_process_leaves_the_run_incomplete(exported_mo
     assert result["records"] == [] and not result["complete"]
 
 
-def test_a_blown_up_run_is_recorded_as_failed(exported_model, tmp_path, monkeypatch):
-    path, _ = exported_model
+def _scale_kinetic_energy_after(monkeypatch, good_samples: int, factor: float) -> None:
+    """Patch ``Context.getState`` so that every energy state after the first ``good_samples`` reports its kinetic
+    energy times ``factor`` (NaN: a blown-up run; 1e3: a runaway)."""
     import openmm
 
     real_get_state = openmm.Context.getState
     calls = {"n": 0}
 
-    class Exploded:
+    class Scaled:
         def __init__(self, state):
             self.state = state
 
         def getKineticEnergy(self):
-            return self.state.getKineticEnergy() * float("nan")
+            return self.state.getKineticEnergy() * factor
 
         def getPotentialEnergy(self):
             return self.state.getPotentialEnergy()
 
     def get_state(context, *args, **kwargs):
         state = real_get_state(context, *args, **kwargs)
+        if not kwargs.get("getEnergy"):
+            return state
         calls["n"] += 1
-        return Exploded(state) if kwargs.get("getEnergy") and calls["n"] > 6 else state
+        return Scaled(state) if calls["n"] > good_samples else state
 
     monkeypatch.setattr(openmm.Context, "getState", get_state)
+
+
+def test_a_blown_up_run_is_recorded_as_failed(exported_model, tmp_path, monkeypatch):
+    path, _ = exported_model
+    _scale_kinetic_energy_after(monkeypatch, 4, float("nan"))
     record = run_nve_case("classical", "mixed", 0.5, 8, path, QUICK_NVE, progress=False)
     assert record["failed"].startswith("non-finite energy at")
     assert 0 < record["completed_ps"] < QUICK_NVE.duration_ps
@@ -201,25 +209,7 @@ def test_a_runaway_stops_the_run_and_a_failing_step_is_recorded(exported_model, 
 
     path, _ = exported_model
     real_get_state = openmm.Context.getState
-    calls = {"n": 0}
-
-    class Heated:
-        def __init__(self, state):
-            self.state = state
-
-        def getKineticEnergy(self):
-            return self.state.getKineticEnergy() * 1e3
-
-        def getPotentialEnergy(self):
-            return self.state.getPotentialEnergy()
-
-    def get_state(context, *args, **kwargs):
-        state = real_get_state(context, *args, **kwargs)
-        if kwargs.get("getEnergy"):
-            calls["n"] += 1
-        return Heated(state) if kwargs.get("getEnergy") and calls["n"] > 4 else state
-
-    monkeypatch.setattr(openmm.Context, "getState", get_state)
+    _scale_kinetic_energy_after(monkeypatch, 4, 1e3)
     hot = run_nve_case("classical", "mixed", 0.5, 8, path, QUICK_NVE, progress=False)
     assert hot["failed"].startswith("runaway:") and "drift_kT_per_ns_per_dof" not in hot
     assert len(hot["series"]["time_ps"]) == 5 and hot["max_temperature_K"] > 900.0
