@@ -110,6 +110,18 @@ def _save(case_dir: str, context, samples: List) -> None:
         os.replace(path + ".tmp", path)
 
 
+def _check_same_model(case_dir: str, model_sha256: Optional[str]) -> None:
+    """A saved run continues only with the model file it started with."""
+    path = os.path.join(case_dir, "model_sha256")
+    if not os.path.exists(path):
+        return  # saved before the hash was kept
+    with open(path) as handle:
+        started = handle.read().strip()
+    if started != (model_sha256 or "classical"):
+        raise ValueError(f"{case_dir} was started with the model file of sha256 {started[:12]}…, but the file is now "
+                         f"{(model_sha256 or 'classical')[:12]}…: remove that folder to start the run again")
+
+
 def runaway(time_ps: np.ndarray, kinetic_kj_per_mol: np.ndarray, n_dof: int) -> Tuple[float, Optional[str]]:
     """Highest temperature (K) of the samples, and a failure message if it passed ``RUNAWAY_FACTOR`` × 300 K.
 
@@ -136,6 +148,8 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
     from tqdm import tqdm
 
     topology, grid = water_box(n_molecules, 1.0, seed=protocol.seed)
+    # the file this run loads (hashed now: a file replaced while the run goes on must not be recorded)
+    model_sha256 = file_sha256(model_file) if method != "classical" else None
     dt = dt_fs * unit.femtoseconds
     integrator = openmm.CompoundIntegrator()
     integrator.addIntegrator(openmm.LangevinMiddleIntegrator(
@@ -148,6 +162,7 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
     case_dir = os.path.join(work_dir, case_key(method, dtype, dt_fs, n_molecules)) if work_dir else None
     samples: List = []
     if case_dir and os.path.exists(os.path.join(case_dir, "samples.npy")):
+        _check_same_model(case_dir, model_sha256)
         with open(os.path.join(case_dir, "state.xml")) as handle:
             context.setState(openmm.XmlSerializer.deserialize(handle.read()))
         integrator.setCurrentIntegrator(1)
@@ -155,6 +170,8 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
     else:
         if case_dir:
             os.makedirs(case_dir, exist_ok=True)
+            with open(os.path.join(case_dir, "model_sha256"), "w") as handle:
+                handle.write(f"{model_sha256 or 'classical'}\n")
         _start(context, integrator, topology, grid, dt_fs, protocol)
 
     n_samples = int(round(protocol.duration_ps * 1000.0 / dt_fs)) // protocol.sample_every + 1
@@ -193,8 +210,8 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
         data = data[:int(np.argmax(data[:, 1] > hot_kj_per_mol)) + 1]
     record = {"method": method, "dtype": dtype, "dt_fs": dt_fs, "n_atoms": n_atoms,
               "duration_ps": protocol.duration_ps, "failed": failed}
-    if method != "classical":  # which file it was (the protocol compares paths; a re-export keeps the path)
-        record["model_sha256"] = file_sha256(model_file)
+    if model_sha256 is not None:  # which file it was (the protocol compares paths; a re-export keeps the path)
+        record["model_sha256"] = model_sha256
     if failed is None and len(data):
         record["max_temperature_K"], failed = runaway(data[:, 0], data[:, 1], n_dof)
         record["failed"] = failed

@@ -6,12 +6,13 @@ from typing import Any, Dict, Tuple
 import torch
 from e3nn.util.jit import script
 
-from ..nn import EquivariantPotential, build_model
+from ..nn import EquivariantPotential, build_model, set_fused_convolution
 from ._metadata import DTYPES, METADATA_FILE, ModelFileError, build_metadata, read_metadata
 
 
 def export_model(
-    model: EquivariantPotential, path: str, dtype: str = "float32", properties: bool = False
+    model: EquivariantPotential, path: str, dtype: str = "float32", properties: bool = False,
+    fused_convolution: bool = True,
 ) -> Dict[str, Any]:
     """Compile ``model`` with TorchScript and write it, with its metadata, to ``path``.
 
@@ -22,6 +23,11 @@ def export_model(
     are left out, so the file is what a TorchForce needs). ``properties=True`` writes the property model
     instead: the same ``forward`` plus ``properties(positions, species, cell)`` and ``batch_properties``
     returning the heads' outputs; its metadata lists them under ``"outputs"``.
+
+    ``fused_convolution`` (default on): the interaction blocks run the fused convolution op
+    (``torch.ops.equiforce.tp_convolution``: gather, tensor product and scatter in one native pass, 1.4-2x
+    faster on a CPU; CUDA inputs keep e3nn's code). It has first derivatives only, which is all energies and
+    forces need; a file to be differentiated twice (training on its forces) needs ``fused_convolution=False``.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -36,10 +42,11 @@ def export_model(
         state = {name: value for name, value in state.items() if not name.startswith("heads.")}
     deployed.load_state_dict(state)
     deployed = deployed.eval()
+    set_fused_convolution(deployed, fused_convolution)
     for parameter in deployed.parameters():
         parameter.requires_grad_(False)
     compiled = script(deployed)
-    metadata = build_metadata(model.config, dtype)
+    metadata = build_metadata(model.config, dtype, fused_convolution)
     if properties:
         metadata["outputs"] = ["energy"] + list(model.config.heads)
     directory = os.path.dirname(os.path.abspath(path))

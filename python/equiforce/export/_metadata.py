@@ -12,7 +12,11 @@ from ..nn import ModelConfig
 from ..units import MODEL_UNITS
 
 #: Layout of exported files. Bump it when a file written by this version cannot be read by older code.
-FORMAT_VERSION = 2  # 2: forward(..., max_pairs) (fixed-size neighbour list), atomic energies in `network`
+#: 2: forward(..., max_pairs) (fixed-size neighbour list), atomic energies in `network`;
+#: 3: the interaction blocks may call the fused convolution op (torch.ops.equiforce.tp_convolution).
+FORMAT_VERSION = 3
+#: Formats this version reads: a format-2 file is a format-3 file without the fused convolution.
+READABLE_FORMATS = (2, 3)
 #: Name of the JSON extra file inside the TorchScript archive.
 METADATA_FILE = "equiforce_metadata.json"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -22,7 +26,7 @@ class ModelFileError(ValueError):
     """An exported model file is missing, malformed or incompatible with this equiforce."""
 
 
-def build_metadata(config: ModelConfig, dtype: str) -> Dict[str, Any]:
+def build_metadata(config: ModelConfig, dtype: str, fused_convolution: bool = False) -> Dict[str, Any]:
     """Everything a reader needs to use a file without the Python objects that made it."""
     return {
         "format_version": FORMAT_VERSION,
@@ -35,6 +39,7 @@ def build_metadata(config: ModelConfig, dtype: str) -> Dict[str, Any]:
         "units": dict(MODEL_UNITS),
         "dtype": dtype,
         "config": config.to_dict(),
+        "fused_convolution": bool(fused_convolution),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -61,10 +66,11 @@ def read_metadata(path: str) -> Dict[str, Any]:
 def check_metadata(metadata: Dict[str, Any], path: str) -> None:
     """Raise :class:`ModelFileError` naming what does not match this equiforce."""
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         raise ModelFileError(
             f"{path} was written by equiforce {metadata.get('equiforce_version', '?')} in model format "
-            f"{version}; this is equiforce {__version__}, which reads format {FORMAT_VERSION}. "
+            f"{version}; this is equiforce {__version__}, which reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}. "
             "Re-export the model from its checkpoint with this version (`equiforce export`)."
         )
     missing = [k for k in ("elements", "cutoff", "dtype", "units", "config") if k not in metadata]

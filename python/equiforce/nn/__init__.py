@@ -1,6 +1,7 @@
 """Model building blocks, the equivariant potential and its property heads."""
 from ._config import HEAD_CHOICES, ModelConfig
 from ._heads import HEADS, DipoleHead, PolarizabilityHead, PseudoscalarHead, build_heads
+from ._fused_convolution import NotFusable, convolution_tables, set_fused_convolution
 from ._interaction import Interaction
 from ._model import AtomicEnergies, EquivariantPotential, hidden_irreps, spherical_harmonics_irreps
 from ._property_model import PropertyModel, build_model
@@ -19,6 +20,9 @@ __all__ = [
     "build_heads",
     "AtomicEnergies",
     "Interaction",
+    "set_fused_convolution",
+    "convolution_tables",
+    "NotFusable",
     "RadialEmbedding",
     "PolynomialEnvelope",
     "hidden_irreps",

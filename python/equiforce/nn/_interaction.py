@@ -6,6 +6,7 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from torch import Tensor, nn
 
+from ._fused_convolution import NotFusable, convolution_tables
 from ._split_slices import split_tensor_product_slices
 
 
@@ -75,6 +76,19 @@ class Interaction(nn.Module):
             irreps_in, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
         )
         split_tensor_product_slices(self.tensor_product)  # same values, one gradient buffer per input
+        # The same convolution as one native op (gather, tensor product, scatter; first derivatives only),
+        # used when ``fused_convolution`` is switched on (set_fused_convolution; exported models) on the CPU.
+        # The tables are plain lists (no buffers: they follow no .to(dtype) and stay out of the state dict).
+        try:
+            paths, couplings, coefficients = convolution_tables(self.tensor_product)
+            self.fusable = True
+        except NotFusable:
+            paths, couplings, coefficients = [], [], []
+            self.fusable = False
+        self.fused_paths: List[int] = paths  # 9 per path, see plugin/convolution_cpu.cpp
+        self.fused_couplings: List[int] = couplings  # (m1, m2, m3) per coupling
+        self.fused_coefficients: List[float] = coefficients  # float64 values measured on e3nn's module
+        self.fused_convolution = False
         self.radial = FullyConnectedNet(
             [num_basis] + [radial_hidden] * radial_layers + [self.tensor_product.weight_numel], _silu
         )
@@ -93,10 +107,15 @@ class Interaction(nn.Module):
         self_part = self.self_interaction(features, species_onehot)
         h = self.linear_up(features)
         weights = self.radial(edge_radial)  # [E, weight_numel]
-        messages = self.tensor_product(h.index_select(0, neighbour), edge_sh, weights)  # [E, mid.dim]
-        summed = torch.zeros(
-            (features.shape[0], messages.shape[1]), dtype=messages.dtype, device=messages.device
-        ).index_add(0, centre, messages)
+        if self.fused_convolution and self.fusable and not features.is_cuda:
+            summed = torch.ops.equiforce.tp_convolution(
+                h, edge_sh, weights, centre, neighbour, self.fused_paths, self.fused_couplings,
+                self.fused_coefficients, features.shape[0])  # [N, mid.dim]
+        else:
+            messages = self.tensor_product(h.index_select(0, neighbour), edge_sh, weights)  # [E, mid.dim]
+            summed = torch.zeros(
+                (features.shape[0], messages.shape[1]), dtype=messages.dtype, device=messages.device
+            ).index_add(0, centre, messages)
         out = self.gate(self.linear_down(summed * self.norm) + self_part)
         if self.residual:
             out = out + features

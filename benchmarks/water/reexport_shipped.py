@@ -1,0 +1,72 @@
+#!/usr/bin/env python
+"""Re-export the shipped water model from its own weights with this equiforce (same weights, new code path).
+
+The training checkpoint is not part of the repository; the exported file holds every weight, so the eager
+model is rebuilt from the file's configuration and state (``equiforce.bench.eager_copy``) and exported again.
+Before the file is replaced, the script checks on water boxes of 96 and 384 atoms that
+
+* the rebuilt model exported with e3nn's tensor product gives the old file's energies and forces to the bit
+  (the same weights and code), and
+* the new file (fused convolution op) agrees with the old one to float32 rounding,
+
+and prints both sha256 sums and the differences. Usage: ``python benchmarks/water/reexport_shipped.py``.
+"""
+import os
+import sys
+
+import torch
+
+import equiforce
+from equiforce.bench import WaterCase
+from equiforce.bench._machine import file_sha256
+from equiforce.bench._speed import eager_copy
+from equiforce.demo import SHIPPED_MODEL
+from equiforce.nn import set_fused_convolution
+from equiforce.units import ANGSTROM_PER_NM
+
+
+def energy_and_forces(model, case: WaterCase, dtype: torch.dtype):
+    positions = torch.tensor(case.positions_nm * ANGSTROM_PER_NM, dtype=dtype, requires_grad=True)  # [N, 3] Å
+    cell = torch.tensor(case.box_nm * ANGSTROM_PER_NM, dtype=dtype)  # [3, 3] Å
+    energy = model(positions, case.species, cell)
+    (gradient,) = torch.autograd.grad(energy, positions)
+    return energy.detach(), -gradient
+
+
+def main() -> int:
+    old_module, metadata = equiforce.load_model(SHIPPED_MODEL)
+    dtype = old_module.network.energy_scale.dtype
+    eager = eager_copy(old_module, metadata)
+    set_fused_convolution(eager, False)
+    partial, unfused = SHIPPED_MODEL + ".new", SHIPPED_MODEL + ".unfused"
+    equiforce.export_model(eager, partial, dtype=metadata["dtype"], fused_convolution=True)
+    equiforce.export_model(eager, unfused, dtype=metadata["dtype"], fused_convolution=False)
+    new_module, new_metadata = equiforce.load_model(partial)
+    rebuilt_module, _ = equiforce.load_model(unfused)
+    os.remove(unfused)
+    for n_molecules in (32, 128):
+        case = WaterCase(n_molecules, metadata)
+        old = energy_and_forces(old_module, case, dtype)
+        rebuilt = energy_and_forces(rebuilt_module, case, dtype)
+        new = energy_and_forces(new_module, case, dtype)
+        if not (torch.equal(old[0], rebuilt[0]) and torch.equal(old[1], rebuilt[1])):
+            print(f"{case.n_atoms} atoms: the rebuilt file differs from the shipped one; nothing replaced")
+            os.remove(partial)
+            return 1
+        energy_error = abs(float(new[0] - old[0]))
+        force_error = float((new[1] - old[1]).abs().max())
+        print(f"{case.n_atoms} atoms: rebuilt unfused file == old file (bitwise); new file: |dE| = {energy_error:.3g} eV "
+              f"(E = {float(old[0]):.6f}), max |dF| = {force_error:.3g} eV/Å (max |F| {float(old[1].abs().max()):.3g})")
+        if energy_error > 1e-5 * abs(float(old[0])) or force_error > 1e-4 * float(old[1].abs().max()):
+            print("the fused file differs beyond rounding; nothing replaced")
+            os.remove(partial)
+            return 1
+    before = file_sha256(SHIPPED_MODEL)
+    os.replace(partial, SHIPPED_MODEL)
+    print(f"replaced {SHIPPED_MODEL}: sha256 {before[:8]}… -> {file_sha256(SHIPPED_MODEL)[:8]}… "
+          f"(format {new_metadata['format_version']}, fused_convolution {new_metadata['fused_convolution']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
