@@ -67,6 +67,28 @@ def test_timing_shortens_blocks_and_warm_up_for_slow_steps():
     assert timing["ms_min"] >= 10.0
 
 
+def test_interleaved_timing_takes_the_methods_blocks_in_turns():
+    import time
+
+    from equiforce.bench._timing import time_interleaved
+
+    calls = []
+
+    def stepper(name, seconds):
+        def step(n):
+            calls.append((name, n))
+            time.sleep(seconds * n)
+        return step
+
+    timings = time_interleaved({"slow": stepper("slow", 0.02), "fast": stepper("fast", 0.002)}, warmup_steps=2,
+                               block_steps=4, blocks=3, max_block_seconds=0.05)
+    assert calls[:4] == [("slow", 1), ("slow", 1), ("fast", 1), ("fast", 1)]  # warm-up, one method after another
+    rounds = calls[4:]
+    assert [name for name, _ in rounds] == ["slow", "fast"] * 3  # then one block of each, in turns
+    assert timings["slow"]["block_steps"] == 2 and timings["fast"]["block_steps"] == 4  # shortened for the slow one
+    assert timings["slow"]["ms_min"] >= 20.0 and timings["fast"]["ms_min"] >= 2.0
+
+
 QUICK_NVE = NVEProtocol(duration_ps=0.025, equilibration_ps=0.002, classical_ps=0.002, sample_every=2)
 
 

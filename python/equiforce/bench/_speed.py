@@ -19,7 +19,7 @@ from ..openmm import create_force, species_for_atoms
 from ..systems import classical_water_system, water_box
 from ..units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
 from ._machine import describe_machine, file_sha256
-from ._timing import ns_per_day, time_steps
+from ._timing import ns_per_day, time_interleaved
 from ._threads import torch_threads
 
 #: Integration step of the timed runs (fs): safe for flexible water started from a fresh box.
@@ -186,7 +186,7 @@ def run_speed(
     platform: str = "CPU",
     warmup_steps: int = 5,
     block_steps: int = 5,
-    blocks: int = 5,
+    blocks: int = 7,
     out: Optional[str] = None,
     progress: bool = True,
     threads: Optional[int] = None,
@@ -194,6 +194,10 @@ def run_speed(
     max_warmup_seconds: float = 20.0,
 ) -> Dict:
     """Time every method on each water box; writes JSON to ``out`` as results come in (if given).
+
+    The methods of one box are set up together and timed in turns: ``blocks`` rounds, one block of each
+    method a round (``time_interleaved``), so that they share the machine's conditions; the record of a
+    method is the median of its blocks. A box is recorded once all its methods are timed.
 
     ``threads``: torch intra-op threads and OpenMM CPU threads (default: as configured). Blocks are shortened to
     about ``max_block_seconds`` and warm-up to ``max_warmup_seconds`` for large boxes (see ``time_steps``).
@@ -221,30 +225,36 @@ def _run_speed(molecules: List[int], model_file: str, methods: List[str], dtypes
                 "timestep_fs": TIMESTEP_FS,
                 "ns_per_day_timestep_fs": REPORT_TIMESTEP_FS, "openmm_cpu_threads": threads or "default",
                 "timing": {"warmup_steps": warmup_steps, "block_steps": block_steps, "blocks": blocks,
-                           "max_block_seconds": max_block_seconds, "max_warmup_seconds": max_warmup_seconds}}
+                           "max_block_seconds": max_block_seconds, "max_warmup_seconds": max_warmup_seconds,
+                           "interleaved": True}}
     previous = _previous_run(out, settings)
     result = {"machine": describe_machine(), "load_average_at_start": list(os.getloadavg()), **settings,
               "records": previous}
     done = {(r["system"], r["method"], r["dtype"]) for r in previous}
     fixed_dtype = {"classical": ["mixed"], "nequip-openmmml": ["float32"], "nequip-openmmml-eval": ["float32"]}
-    jobs = [(n, m, d) for n in molecules for m in methods for d in fixed_dtype.get(m, dtypes)]
-    bar = tqdm(jobs, desc="speed", disable=not progress)
-    for n_molecules, method, dtype_name in bar:
+    bar = tqdm(total=len(molecules) * blocks, desc="speed", unit="round", disable=not progress)
+    for n_molecules in molecules:  # every method of one box is timed in turns (time_interleaved)
         case = WaterCase(n_molecules, metadata)
-        if (case.name, method, dtype_name) in done:
+        pending = [(m, d) for m in methods for d in fixed_dtype.get(m, dtypes) if (case.name, m, d) not in done]
+        if not pending:
+            bar.update(blocks)
             continue
-        bar.set_postfix_str(f"{case.name} {method} {dtype_name}")
-        step = make_step(method, dtype_name, module, metadata, model_file, case, platform, threads)
-        timing = time_steps(step, warmup_steps, block_steps, blocks, max_block_seconds=max_block_seconds,
-                            max_warmup_seconds=max_warmup_seconds)
-        result["records"].append({
-            "system": case.name, "n_atoms": case.n_atoms, "method": method,
-            "platform": ({"cpu": "python", "cuda": "python-cuda"}[torch_device(platform).type]
-                         if method.startswith("bare") or method == "ase" else platform),
-            "dtype": dtype_name, **timing, "ns_per_day": ns_per_day(timing["ms_per_step"], REPORT_TIMESTEP_FS),
-        })
+        bar.set_postfix_str(f"{case.name}: setting up {len(pending)} methods")
+        steps = {(m, d): make_step(m, d, module, metadata, model_file, case, platform, threads) for m, d in pending}
+        bar.set_postfix_str(f"{case.name}: warm-up, then rounds")
+        timings = time_interleaved(steps, warmup_steps, block_steps, blocks, max_block_seconds=max_block_seconds,
+                                   max_warmup_seconds=max_warmup_seconds, progress=lambda _: bar.update(1))
+        for (method, dtype_name), timing in timings.items():
+            result["records"].append({
+                "system": case.name, "n_atoms": case.n_atoms, "method": method,
+                "platform": ({"cpu": "python", "cuda": "python-cuda"}[torch_device(platform).type]
+                             if method.startswith("bare") or method == "ase" else platform),
+                "dtype": dtype_name, **timing, "ns_per_day": ns_per_day(timing["ms_per_step"], REPORT_TIMESTEP_FS),
+            })
+        del steps
         if out:
             write_json(result, out)
+    bar.close()
     return result
 
 
