@@ -273,15 +273,16 @@ def make_step(method: str, dtype_name: str, module: torch.jit.ScriptModule, meta
     """The benchmark's step function ``step(n)`` (n MD steps, or n forward + backward passes for ``bare-*``) of
     ``method`` (one of ``METHODS`` or ``PEER_METHODS``) on ``case``, in precision ``dtype_name``.
 
-    ``module``, ``metadata``: the exported model as :func:`equiforce.export.load_model` returns them (the bare
-    methods move ``module`` to ``dtype_name``); ``model_file``: its path, for the methods that load it.
+    ``module``, ``metadata``: the exported model as :func:`equiforce.export.load_model` returns them (left as
+    it is: the methods that need the file load it again from ``model_file``), so that several steps can
+    coexist (:func:`time_interleaved`).
     """
     dtype = DTYPES.get(dtype_name, torch.float64)
     device = torch_device(platform)
     if method == "bare-eager":
         return bare_step(eager_copy(module, metadata).to(device=device, dtype=dtype), case, dtype, device)
-    if method == "bare-torchscript":
-        return bare_step(module.to(device=device, dtype=dtype), case, dtype, device)
+    if method == "bare-torchscript":  # a module of its own: .to() converts in place, and steps coexist
+        return bare_step(load_model(model_file)[0].to(device=device, dtype=dtype), case, dtype, device)
     if method == "torchforce":
         system = case.masses_system()
         system.addForce(create_force(model_file, case.topology, precision=dtype_name))

@@ -28,7 +28,7 @@ def time_steps(step: Callable[[int], None], warmup_steps: int, block_steps: int,
         estimate = time.perf_counter() - start
         if done >= 2 and time.perf_counter() - started > max_warmup_seconds:
             break
-    if estimate is not None and estimate > 0:
+    if estimate is not None and estimate > 0 and math.isfinite(max_block_seconds):
         block_steps = max(1, min(block_steps, int(max_block_seconds / estimate)))
     per_step = []
     for _ in range(blocks):
@@ -63,7 +63,7 @@ def time_interleaved(steps: Mapping[Hashable, Callable[[int], None]], warmup_ste
             if done >= 2 and time.perf_counter() - started > max_warmup_seconds:
                 break
         lengths[key] = block_steps
-        if estimate is not None and estimate > 0:
+        if estimate is not None and estimate > 0 and math.isfinite(max_block_seconds):
             lengths[key] = max(1, min(block_steps, int(max_block_seconds / estimate)))
     per_step = {key: [] for key in steps}
     for round_index in range(blocks):

@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""What the fused convolution op gains: the shipped weights exported with e3nn's tensor product and with the
+fused op (``torch.ops.equiforce.tp_convolution``), timed alternately in one process.
+
+For each water box: how far apart the two files' energies and forces are (float32 rounding), then the bare
+forward + backward and the full OpenMM step (TorchForce, CPU platform) of each file, alternating variants step
+by step, ``--repeats`` times; the medians and their ratio go to
+``benchmarks/results/fused_convolution_cpu.json``.
+
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/fused_convolution.py [--molecules 32 128 512] [--repeats 15]``
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def export_variants(directory: str) -> dict:
+    """The shipped model's weights exported as 'e3nn' and 'fused' files; returns name -> path."""
+    from equiforce.bench._speed import eager_copy
+    from equiforce.demo import SHIPPED_MODEL
+    from equiforce.export import export_model, load_model
+
+    module, metadata = load_model(SHIPPED_MODEL)
+    paths = {"e3nn": os.path.join(directory, "e3nn.pt"), "fused": os.path.join(directory, "fused.pt")}
+    for name, fused in (("e3nn", False), ("fused", True)):
+        export_model(eager_copy(module, metadata), paths[name], dtype=metadata["dtype"], fused_convolution=fused)
+    return paths
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--molecules", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--methods", nargs="+", default=["bare-torchscript", "torchforce"])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", default=os.path.join(REPOSITORY, "benchmarks", "results",
+                                                      "fused_convolution_cpu.json"))
+    args = parser.parse_args(argv)
+    sys.path.insert(0, os.path.join(REPOSITORY, "python"))
+    from equiforce.bench._variants import compare_variants
+
+    with tempfile.TemporaryDirectory() as directory:
+        compare_variants(export_variants(directory), args.molecules, args.methods, args.repeats, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Two exports of the same weights (two code paths), checked against each other and timed in turns.
+
+Used by ``benchmarks/tp_split.py`` (e3nn's sliced tensor-product code against the split pass) and
+``benchmarks/fused_convolution.py`` (e3nn's tensor product against the fused convolution op).
+"""
+import json
+from typing import Dict, List
+
+import torch
+
+from ..export import load_model
+from ..units import ANGSTROM_PER_NM
+from ._machine import describe_machine
+from ._speed import WaterCase, make_step, write_json
+from ._threads import torch_threads
+from ._timing import time_interleaved
+
+
+def energy_and_forces(path: str, case: WaterCase):
+    """Energy (eV, 0-dim) and forces (eV/Å, [N, 3]) of the exported file ``path`` on ``case``, in its dtype."""
+    module, metadata = load_model(path)
+    dtype = module.network.energy_scale.dtype
+    positions = torch.tensor(case.positions_nm * ANGSTROM_PER_NM, dtype=dtype, requires_grad=True)  # [N, 3] Å
+    energy = module(positions, case.species, torch.tensor(case.box_nm * ANGSTROM_PER_NM, dtype=dtype))
+    return energy.detach(), -torch.autograd.grad(energy, positions)[0]
+
+
+def difference(paths: Dict[str, str], case: WaterCase) -> Dict:
+    """How far apart two files' energies and forces are on ``case`` (``identical``: to the bit)."""
+    (e1, f1), (e2, f2) = (energy_and_forces(path, case) for path in paths.values())
+    return {"identical_energy_and_forces": bool(torch.equal(e1, e2) and torch.equal(f1, f2)),
+            "energy_difference_eV": abs(float(e1 - e2)), "max_force_difference_eV_per_A": float((f1 - f2).abs().max()),
+            "max_force_eV_per_A": float(f1.abs().max())}
+
+
+def compare_variants(paths: Dict[str, str], molecules: List[int], methods: List[str], repeats: int, out: str,
+                     threads: int = 1) -> Dict:
+    """For each box and method, the files' steps timed alternately (``repeats`` rounds of one step each);
+    the medians, their ratio (``speedup``: first file's time over the second's) and the files' difference go to
+    ``out`` (JSON, rewritten after each case). ``paths``: two names -> exported files, the reference first."""
+    if len(paths) != 2:
+        raise ValueError(f"compare_variants needs exactly two files, got {list(paths)}")
+    reference, candidate = list(paths)
+    with torch_threads(threads):
+        return _compare(paths, reference, candidate, molecules, methods, repeats, out, threads)
+
+
+def _compare(paths: Dict[str, str], reference: str, candidate: str, molecules: List[int], methods: List[str],
+             repeats: int, out: str, threads: int) -> Dict:
+    result = {"machine": describe_machine(), "threads": threads, "repeats": repeats, "variants": list(paths),
+              "cases": []}
+    for n_molecules in molecules:
+        for method in methods:
+            steps = {}
+            for name, path in paths.items():
+                module, metadata = load_model(path)
+                case = WaterCase(n_molecules, metadata)
+                steps[name] = make_step(method, metadata["dtype"], module, metadata, path, case, threads=threads)
+            timings = time_interleaved(steps, warmup_steps=3, block_steps=1, blocks=repeats)
+            row = {"n_atoms": case.n_atoms, "method": method, **difference(paths, case)}
+            row.update({f"{name} ms_per_step": timing["ms_per_step"] for name, timing in timings.items()})
+            row["speedup"] = row[f"{reference} ms_per_step"] / row[f"{candidate} ms_per_step"]
+            result["cases"].append(row)
+            print(json.dumps(row), flush=True)
+            write_json(result, out)  # atomic: a run cut short leaves the last complete file
+    return result
