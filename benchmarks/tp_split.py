@@ -10,10 +10,8 @@ is the code the split pass changes.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/tp_split.py [--molecules 32 128 512] [--repeats 15]``
 """
-import argparse
 import os
 import sys
-import tempfile
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,18 +33,11 @@ def export_variants(directory: str) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--molecules", type=int, nargs="+", default=[32, 128, 512])
-    parser.add_argument("--methods", nargs="+", default=["bare-torchscript", "torchforce"])
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--out", default=os.path.join(REPOSITORY, "benchmarks", "results", "tp_split_cpu.json"))
-    args = parser.parse_args(argv)
     sys.path.insert(0, os.path.join(REPOSITORY, "python"))
-    from equiforce.bench._variants import compare_variants
+    from equiforce.bench._variants import variants_main
 
-    with tempfile.TemporaryDirectory() as directory:
-        compare_variants(export_variants(directory), args.molecules, args.methods, args.repeats, args.out)
-    return 0
+    out = os.path.join(REPOSITORY, "benchmarks", "results", "tp_split_cpu.json")
+    return variants_main(__doc__.split("\n\n")[0], out, export_variants, argv)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,14 @@ def test_classical_equilibration_leaves_intact_moving_molecules():
 
 
 def test_classical_equilibration_is_reproducible_for_a_seed_on_one_thread():
-    """(With several threads OpenMM's CPU force sums are not bitwise reproducible, and the minimiser amplifies it.)"""
+    """(With several threads OpenMM's CPU force sums are not bitwise reproducible, and the minimiser amplifies it.
+    Even on one thread the last bits can differ between runs while the machine is busy, presumably because the
+    PME FFT's plan is chosen by timing; the minimiser and 100 steps amplify them: seen here, 4e-10 to 6e-5 nm
+    for one seed beside two busy processes, against 0.07 nm between two seeds. So the same seed must agree far
+    more closely than two seeds do.)"""
     topology, grid = water_box(8, 1.0, seed=0)
     runs = [equilibrate_classically(topology, grid, 300.0, time_ps=0.05, seed=seed, properties={"Threads": "1"})[0]
             for seed in (4, 4, 5)]
-    np.testing.assert_array_equal(runs[0], runs[1])
-    assert np.abs(runs[0] - runs[2]).max() > 1e-4
+    same_seed = np.abs(runs[0] - runs[1]).max()  # nm
+    other_seed = np.abs(runs[0] - runs[2]).max()
+    assert same_seed < 1e-3 and other_seed > 1e-2, (same_seed, other_seed)

@@ -50,7 +50,7 @@ class NVEProtocol:
     classical_ps: float = 2.0  # flexible TIP3P-FB from the grid to liquid (0: minimise the grid only)
     sample_every: int = 4  # steps between energy samples
     platform: str = "CPU"
-    threads: int = 0  # OpenMM CPU threads (0: OpenMM's default); 1 makes the CPU runs bitwise reproducible
+    threads: int = 0  # OpenMM CPU threads (0: OpenMM's default); 1 makes the CPU runs reproducible (to the last bits on an idle machine)
     seed: int = 1
 
     def platform_properties(self) -> Dict[str, str]:

@@ -70,7 +70,7 @@ def plot_nve(result: Dict, path: str) -> bool:
 
 def plot_speed(result: Dict, path: str) -> None:
     """ms/step against atom count, one line per method and dtype (log-log)."""
-    fig, axis = plt.subplots(figsize=(6, 4))
+    fig, axis = plt.subplots(figsize=(8.5, 4.5))
     lines: Dict = {}
     for record in result["records"]:
         lines.setdefault((record["method"], record["dtype"]), []).append((record["n_atoms"], record["ms_per_step"]))
@@ -84,7 +84,7 @@ def plot_speed(result: Dict, path: str) -> None:
     axis.set_yscale("log")
     axis.set_xlabel("atoms")
     axis.set_ylabel("ms / step")
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: no line hidden
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

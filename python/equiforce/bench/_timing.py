@@ -19,25 +19,8 @@ def time_steps(step: Callable[[int], None], warmup_steps: int, block_steps: int,
 
     Returns the median and the spread (min, max) of ms per step over the blocks, and the steps per block.
     """
-    estimate = None
-    started = time.perf_counter()
-    for done in range(1, warmup_steps + 1):
-        start = time.perf_counter()
-        step(1)
-        synchronize()
-        estimate = time.perf_counter() - start
-        if done >= 2 and time.perf_counter() - started > max_warmup_seconds:
-            break
-    if estimate is not None and estimate > 0 and math.isfinite(max_block_seconds):
-        block_steps = max(1, min(block_steps, int(max_block_seconds / estimate)))
-    per_step = []
-    for _ in range(blocks):
-        start = time.perf_counter()
-        step(block_steps)
-        synchronize()
-        per_step.append(1000.0 * (time.perf_counter() - start) / block_steps)
-    return {"ms_per_step": statistics.median(per_step), "ms_min": min(per_step), "ms_max": max(per_step),
-            "block_steps": block_steps}
+    return time_interleaved({None: step}, warmup_steps, block_steps, blocks, synchronize,
+                            max_block_seconds, max_warmup_seconds)[None]
 
 
 def time_interleaved(steps: Mapping[Hashable, Callable[[int], None]], warmup_steps: int, block_steps: int,

@@ -3,8 +3,11 @@
 Used by ``benchmarks/tp_split.py`` (e3nn's sliced tensor-product code against the split pass) and
 ``benchmarks/fused_convolution.py`` (e3nn's tensor product against the fused convolution op).
 """
+import argparse
 import json
-from typing import Dict, List
+import os
+import tempfile
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -64,3 +67,21 @@ def _compare(paths: Dict[str, str], reference: str, candidate: str, molecules: L
             print(json.dumps(row), flush=True)
             write_json(result, out)  # atomic: a run cut short leaves the last complete file
     return result
+
+
+def variants_main(description: str, default_out: str, export_variants: Callable[[str], Dict[str, str]],
+                  argv: Optional[List[str]] = None) -> int:
+    """The command line of a variant benchmark script: ``--molecules``, ``--methods``, ``--repeats``, ``--out``.
+
+    ``export_variants(directory)`` writes the two files into a temporary directory and returns name -> path.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--molecules", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--methods", nargs="+", default=["bare-torchscript", "torchforce"])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", default=default_out)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as directory:
+        compare_variants(export_variants(directory), args.molecules, args.methods, args.repeats, args.out)
+    print(f"wrote {args.out}")
+    return 0

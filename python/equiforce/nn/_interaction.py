@@ -11,6 +11,11 @@ from ._split_slices import split_tensor_product_slices
 
 
 def _silu(x: Tensor) -> Tensor:
+    """SiLU. Scripted or traced (e3nn traces its activation normalisation), the native op
+    (``plugin/activations.cpp``): the same values, but its backward is ATen's fused silu_backward instead of
+    TorchScript's five-op symbolic derivative."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return torch.ops.equiforce.silu(x)
     return torch.nn.functional.silu(x)
 
 
