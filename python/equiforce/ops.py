@@ -1,5 +1,9 @@
 """Native O(N) neighbour list (``torch.ops.equiforce.*``), compiled from ``plugin/``.
 
+The same library also registers the model's fused convolution (``tp_convolution``, see
+:mod:`equiforce.nn._fused_convolution`) and a SiLU with eager autograd for TorchScript (``silu``, see
+``plugin/activations.cpp``).
+
 Importing this module loads the compiled library, which registers the ops with PyTorch's dispatcher. Import it
 before scripting, saving, or loading (``torch.jit.load``, OpenMM's ``TorchForce``) a model that calls them.
 
