@@ -20,24 +20,13 @@ import equiforce
 from equiforce.bench import WaterCase
 from equiforce.bench._machine import file_sha256
 from equiforce.bench._speed import eager_copy
+from equiforce.bench._variants import energy_and_forces
 from equiforce.demo import SHIPPED_MODEL
-from equiforce.nn import set_fused_convolution
-from equiforce.units import ANGSTROM_PER_NM
-
-
-def energy_and_forces(model, case: WaterCase, dtype: torch.dtype):
-    positions = torch.tensor(case.positions_nm * ANGSTROM_PER_NM, dtype=dtype, requires_grad=True)  # [N, 3] Å
-    cell = torch.tensor(case.box_nm * ANGSTROM_PER_NM, dtype=dtype)  # [3, 3] Å
-    energy = model(positions, case.species, cell)
-    (gradient,) = torch.autograd.grad(energy, positions)
-    return energy.detach(), -gradient
 
 
 def main() -> int:
     old_module, metadata = equiforce.load_model(SHIPPED_MODEL)
-    dtype = old_module.network.energy_scale.dtype
     eager = eager_copy(old_module, metadata)
-    set_fused_convolution(eager, False)
     partial = SHIPPED_MODEL + ".new"
     equiforce.export_model(eager, partial, dtype=metadata["dtype"], fused_convolution=True)
     new_module, new_metadata = equiforce.load_model(partial)
@@ -49,8 +38,8 @@ def main() -> int:
     print(f"weights and buffers: {len(old_state)} tensors, equal to the bit")
     for n_molecules in (32, 128):
         case = WaterCase(n_molecules, metadata)
-        old = energy_and_forces(old_module, case, dtype)
-        new = energy_and_forces(new_module, case, dtype)
+        old = energy_and_forces(old_module, case)
+        new = energy_and_forces(new_module, case)
         energy_error = abs(float(new[0] - old[0]))
         force_error = float((new[1] - old[1]).abs().max())
         print(f"{case.n_atoms} atoms: |dE| = {energy_error:.3g} eV (E = {float(old[0]):.6f}), "

@@ -19,9 +19,9 @@ from ._threads import torch_threads
 from ._timing import time_interleaved
 
 
-def energy_and_forces(path: str, case: WaterCase):
-    """Energy (eV, 0-dim) and forces (eV/Å, [N, 3]) of the exported file ``path`` on ``case``, in its dtype."""
-    module, metadata = load_model(path)
+def energy_and_forces(module, case: WaterCase):
+    """Energy (eV, 0-dim) and forces (eV/Å, [N, 3]) of an exported model (as ``load_model`` returns it) on
+    ``case``, in the model's dtype."""
     dtype = module.network.energy_scale.dtype
     positions = torch.tensor(case.positions_nm * ANGSTROM_PER_NM, dtype=dtype, requires_grad=True)  # [N, 3] Å
     energy = module(positions, case.species, torch.tensor(case.box_nm * ANGSTROM_PER_NM, dtype=dtype))
@@ -30,7 +30,7 @@ def energy_and_forces(path: str, case: WaterCase):
 
 def difference(paths: Dict[str, str], case: WaterCase) -> Dict:
     """How far apart two files' energies and forces are on ``case`` (``identical``: to the bit)."""
-    (e1, f1), (e2, f2) = (energy_and_forces(path, case) for path in paths.values())
+    (e1, f1), (e2, f2) = (energy_and_forces(load_model(path)[0], case) for path in paths.values())
     return {"identical_energy_and_forces": bool(torch.equal(e1, e2) and torch.equal(f1, f2)),
             "energy_difference_eV": abs(float(e1 - e2)), "max_force_difference_eV_per_A": float((f1 - f2).abs().max()),
             "max_force_eV_per_A": float(f1.abs().max())}
