@@ -46,7 +46,8 @@ def _native_extensions():
     except ImportError as error:
         raise RuntimeError("equiforce compiles a native op against the installed torch: install torch first, "
                            "then `pip install --no-build-isolation -e .`") from error
-    sources = ["plugin/ops.cpp", "plugin/neighbors_cpu.cpp", "plugin/convolution_cpu.cpp", "plugin/activations.cpp"]
+    sources = ["plugin/ops.cpp", "plugin/neighbors_cpu.cpp", "plugin/convolution_cpu.cpp", "plugin/activations.cpp",
+               "plugin/radial_spline.cpp"]
     cxx = ["-O3", "-fopenmp", "-ffp-contract=off"]
     if _build_cuda(torch, CUDA_HOME):
         print("equiforce: building the neighbour-list op with CUDA kernels")

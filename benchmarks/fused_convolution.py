@@ -24,7 +24,8 @@ def export_variants(directory: str) -> dict:
     module, metadata = load_model(SHIPPED_MODEL)
     paths = {"e3nn": os.path.join(directory, "e3nn.pt"), "fused": os.path.join(directory, "fused.pt")}
     for name, fused in (("e3nn", False), ("fused", True)):
-        export_model(eager_copy(module, metadata), paths[name], dtype=metadata["dtype"], fused_convolution=fused)
+        export_model(eager_copy(module, metadata), paths[name], dtype=metadata["dtype"], fused_convolution=fused,
+                     radial_table_knots=None)  # as recorded: the radial MLPs in both
     return paths
 
 

@@ -27,8 +27,9 @@ def export_variants(directory: str) -> dict:
     paths = {"e3nn slices": os.path.join(directory, "slices.pt"), "split": os.path.join(directory, "split.pt")}
     with e3nn_slices():
         export_model(eager_copy(module, metadata), paths["e3nn slices"], dtype=metadata["dtype"],
-                     fused_convolution=False)
-    export_model(eager_copy(module, metadata), paths["split"], dtype=metadata["dtype"], fused_convolution=False)
+                     fused_convolution=False, radial_table_knots=None)
+    export_model(eager_copy(module, metadata), paths["split"], dtype=metadata["dtype"], fused_convolution=False,
+                 radial_table_knots=None)  # as recorded: the radial MLPs in both
     return paths
 
 

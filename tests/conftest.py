@@ -52,8 +52,10 @@ def water_tensors(n_molecules=8, seed=0, dtype=torch.float64):
 
 @pytest.fixture(scope="session")
 def exported_model(tmp_path_factory):
-    """A small H/O model exported in float64, with the eager model it came from."""
+    """A small H/O model exported in float64 (with radial tables, the default), with the eager model it came
+    from, in eval mode and tabulated as the file is (the same code path: equal to rounding)."""
     model = make_model(torch.float64, seed=3)
     path = str(tmp_path_factory.mktemp("models") / "small-f64.pt")
     equiforce.export_model(model, path, dtype="float64")
+    equiforce.nn.set_radial_table(model.eval())
     return path, model

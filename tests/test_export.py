@@ -13,14 +13,17 @@ from equiforce.export import METADATA_FILE, ModelFileError, load_model, read_met
 from conftest import DTYPES, TOLERANCE, energy_and_forces, make_model, water_tensors
 
 
+@pytest.mark.parametrize("tables", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_torchscript_round_trip_equals_eager(tmp_path, dtype):
+def test_torchscript_round_trip_equals_eager(tmp_path, dtype, tables):
     name = "float32" if dtype == torch.float32 else "float64"
     model = make_model(dtype, seed=4).eval()
     path = str(tmp_path / "model.pt")
-    equiforce.export_model(model, path, dtype=name)
+    equiforce.export_model(model, path, dtype=name, radial_table_knots=equiforce.nn.DEFAULT_KNOTS if tables else None)
     loaded, metadata = load_model(path)
-    assert metadata["dtype"] == name
+    assert metadata["dtype"] == name and bool(metadata["radial_table"]) is tables
+    if tables:  # the eager model with the same tables (made from the same weights)
+        equiforce.nn.set_radial_table(model)
     positions, species, cell = water_tensors(6, seed=1, dtype=dtype)
     for box in (cell, None):
         energy, forces = energy_and_forces(model, positions, species, box)

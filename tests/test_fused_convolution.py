@@ -142,7 +142,8 @@ def test_exported_files_use_the_fused_op_and_match_the_eager_model(tmp_path):
     energy, forces = energy_and_forces(model, positions, species, cell)
     for fused in (True, False):
         path = str(tmp_path / f"fused-{fused}.pt")
-        metadata = equiforce.export_model(model, path, dtype="float64", fused_convolution=fused)
+        metadata = equiforce.export_model(model, path, dtype="float64", fused_convolution=fused,
+                                          radial_table_knots=None)  # the fused op alone against e3nn
         module, loaded = equiforce.load_model(path)
         assert metadata["fused_convolution"] is fused and loaded["fused_convolution"] is fused
         layers = [getattr(module.network.layers, str(k)) for k in range(model.config.num_layers)]

@@ -7,7 +7,7 @@ from e3nn import o3
 from e3nn.util.jit import script
 
 import equiforce
-from equiforce.nn import PropertyModel
+from equiforce.nn import PropertyModel, set_radial_table
 from equiforce.nn._heads import symmetric_change_of_basis
 from conftest import DTYPES, TOLERANCE, energy_and_forces, make_model, random_o3, small_config
 
@@ -219,7 +219,8 @@ def test_heads_leave_the_energy_path_and_its_parameter_names_unchanged():
 
 
 def test_export_writes_the_energy_model_or_on_request_the_property_model(tmp_path):
-    model = make_property_model(torch.float64)
+    model = make_property_model(torch.float64).eval()
+    set_radial_table(model)  # the files interpolate radial tables: compare with the same code path
     positions, species = _cluster(9, torch.float64, seed=10)
     energy_path, property_path = str(tmp_path / "energy.pt"), str(tmp_path / "properties.pt")
     metadata = equiforce.export_model(model, energy_path, dtype="float64")

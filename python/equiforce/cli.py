@@ -40,8 +40,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print("short-range wall (Å, below the shortest distances in the data): "
               + ", ".join(f"{k} {v:.3f}" for k, v in radii.items()) + f"; strength {args.repulsion_strength} eV")
     model = model_from_checkpoint(args.checkpoint, use_ema=not args.no_ema, config_overrides=overrides)
-    metadata = export_model(model, args.output, dtype=args.dtype)
+    from .nn import DEFAULT_KNOTS
+
+    knots = DEFAULT_KNOTS if args.radial_table_knots is None else args.radial_table_knots
+    metadata = export_model(model, args.output, dtype=args.dtype, radial_table_knots=knots or None)
     print(f"wrote {args.output}: elements {metadata['elements']}, cutoff {metadata['cutoff']} Å, {args.dtype}")
+    table = metadata["radial_table"]
+    if table:
+        print(f"radial MLPs tabulated on {table['knots']} knots ({table['spacing_angstrom']:.4g} Å apart; largest "
+              f"interpolation error {table['max_relative_error']:.2g} of the largest weight)")
     return 0
 
 
@@ -193,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="TorchScript file to write")
     export.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     export.add_argument("--no-ema", action="store_true", help="export the raw weights, not the EMA weights")
+    export.add_argument("--radial-table-knots", type=int, default=None, metavar="K",
+                        help="tabulate the radial MLPs on K knots (cubic Hermite, CPU; default "
+                             "equiforce.nn.DEFAULT_KNOTS = 1025; 0: keep the MLPs)")
     export.add_argument("--repulsion-from", nargs="+", default=None, metavar="DATA",
                         help="add a short-range wall below the shortest distance of each element pair in DATA")
     export.add_argument("--repulsion-margin", type=float, default=0.03, help="wall onset = shortest distance - this (Å)")

@@ -1,7 +1,8 @@
 """Native O(N) neighbour list (``torch.ops.equiforce.*``), compiled from ``plugin/``.
 
 The same library also registers the model's fused convolution (``tp_convolution``, see
-:mod:`equiforce.nn._fused_convolution`) and a SiLU with eager autograd for TorchScript (``silu``, see
+:mod:`equiforce.nn._fused_convolution`), the radial-table interpolation (``radial_spline``, see
+:mod:`equiforce.nn._radial_table`) and a SiLU with eager autograd for TorchScript (``silu``, see
 ``plugin/activations.cpp``).
 
 Importing this module loads the compiled library, which registers the ops with PyTorch's dispatcher. Import it

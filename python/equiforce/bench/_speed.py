@@ -14,7 +14,7 @@ from openmm import unit
 
 from ..export import load_model
 from ..export._metadata import DTYPES
-from ..nn import EquivariantPotential, ModelConfig, set_fused_convolution
+from ..nn import EquivariantPotential, ModelConfig, copy_radial_tables, set_fused_convolution
 from ..openmm import create_force, species_for_atoms
 from ..systems import classical_water_system, water_box
 from ..units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
@@ -166,7 +166,10 @@ def eager_copy(module: torch.jit.ScriptModule, metadata: dict) -> EquivariantPot
     expected = model.state_dict()  # TorchScript keeps non-persistent buffers (the wall's onsets) in its state;
     model.load_state_dict({k: v for k, v in module.state_dict().items() if k in expected})  # they come from config
     set_fused_convolution(model, bool(metadata.get("fused_convolution", False)))  # the file's code path
-    return model.to(DTYPES[metadata["dtype"]]).eval()
+    model = model.to(DTYPES[metadata["dtype"]]).eval()
+    if metadata.get("radial_table"):  # the file's own tables (non-persistent buffers, kept by TorchScript)
+        copy_radial_tables(module, model)
+    return model
 
 
 def benchmark_model(path: str) -> str:

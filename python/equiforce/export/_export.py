@@ -1,18 +1,18 @@
 """Export a trained potential to one self-describing TorchScript file, and load it back."""
 import json
 import os
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from e3nn.util.jit import script
 
-from ..nn import EquivariantPotential, build_model, set_fused_convolution
+from ..nn import DEFAULT_KNOTS, EquivariantPotential, build_model, set_fused_convolution, set_radial_table
 from ._metadata import DTYPES, METADATA_FILE, ModelFileError, build_metadata, read_metadata
 
 
 def export_model(
     model: EquivariantPotential, path: str, dtype: str = "float32", properties: bool = False,
-    fused_convolution: bool = True,
+    fused_convolution: bool = True, radial_table_knots: Optional[int] = DEFAULT_KNOTS,
 ) -> Dict[str, Any]:
     """Compile ``model`` with TorchScript and write it, with its metadata, to ``path``.
 
@@ -28,6 +28,13 @@ def export_model(
     (``torch.ops.equiforce.tp_convolution``: gather, tensor product and scatter in one native pass, 1.4-2x
     faster on a CPU; CUDA inputs keep e3nn's code). It has first derivatives only, which is all energies and
     forces need; a file to be differentiated twice (training on its forces) needs ``fused_convolution=False``.
+
+    ``radial_table_knots`` (default 1025; ``None``: off): the radial MLPs are tabulated on that many knots
+    from 0 to the cutoff and interpolated (``torch.ops.equiforce.radial_spline``, cubic Hermite, CPU; CUDA
+    inputs keep the MLPs), see :func:`equiforce.nn.set_radial_table`. The file's potential then differs from
+    the MLPs' by the interpolation error, measured here and written to the metadata (``radial_table``:
+    knots, spacing in Å, largest error relative to the largest weight), and is itself conservative. Like the
+    fused convolution, it has first derivatives only.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -43,10 +50,15 @@ def export_model(
     deployed.load_state_dict(state)
     deployed = deployed.eval()
     set_fused_convolution(deployed, fused_convolution)
+    radial_table = None
+    if radial_table_knots is not None:
+        error = set_radial_table(deployed, int(radial_table_knots))  # from the weights in the file's dtype
+        radial_table = {"knots": int(radial_table_knots), "spacing_angstrom": model.config.cutoff / (radial_table_knots - 1),
+                        "max_relative_error": error}
     for parameter in deployed.parameters():
         parameter.requires_grad_(False)
     compiled = script(deployed)
-    metadata = build_metadata(model.config, dtype, fused_convolution)
+    metadata = build_metadata(model.config, dtype, fused_convolution, radial_table)
     if properties:
         metadata["outputs"] = ["energy"] + list(model.config.heads)
     directory = os.path.dirname(os.path.abspath(path))

@@ -2,7 +2,7 @@
 import datetime
 import json
 import zipfile
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import e3nn
 import torch
@@ -13,10 +13,11 @@ from ..units import MODEL_UNITS
 
 #: Layout of exported files. Bump it when a file written by this version cannot be read by older code.
 #: 2: forward(..., max_pairs) (fixed-size neighbour list), atomic energies in `network`;
-#: 3: the interaction blocks may call the fused convolution op (torch.ops.equiforce.tp_convolution).
-FORMAT_VERSION = 3
-#: Formats this version reads: a format-2 file is a format-3 file without the fused convolution.
-READABLE_FORMATS = (2, 3)
+#: 3: the interaction blocks may call the fused convolution op (torch.ops.equiforce.tp_convolution);
+#: 4: they may interpolate radial tables (torch.ops.equiforce.radial_spline; metadata key "radial_table").
+FORMAT_VERSION = 4
+#: Formats this version reads: each is the next one without its new op.
+READABLE_FORMATS = (2, 3, 4)
 #: Name of the JSON extra file inside the TorchScript archive.
 METADATA_FILE = "equiforce_metadata.json"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -26,8 +27,12 @@ class ModelFileError(ValueError):
     """An exported model file is missing, malformed or incompatible with this equiforce."""
 
 
-def build_metadata(config: ModelConfig, dtype: str, fused_convolution: bool = False) -> Dict[str, Any]:
-    """Everything a reader needs to use a file without the Python objects that made it."""
+def build_metadata(config: ModelConfig, dtype: str, fused_convolution: bool = False,
+                   radial_table: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Everything a reader needs to use a file without the Python objects that made it.
+
+    ``radial_table``: None (the blocks run their radial MLPs) or {"knots", "spacing_angstrom",
+    "max_relative_error"} of the tables the file interpolates."""
     return {
         "format_version": FORMAT_VERSION,
         "equiforce_version": __version__,
@@ -40,6 +45,7 @@ def build_metadata(config: ModelConfig, dtype: str, fused_convolution: bool = Fa
         "dtype": dtype,
         "config": config.to_dict(),
         "fused_convolution": bool(fused_convolution),
+        "radial_table": radial_table,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -6,6 +6,7 @@ from ._interaction import Interaction
 from ._model import AtomicEnergies, EquivariantPotential, hidden_irreps, spherical_harmonics_irreps
 from ._property_model import PropertyModel, build_model
 from ._radial import PolynomialEnvelope, RadialEmbedding
+from ._radial_table import DEFAULT_KNOTS, copy_radial_tables, set_radial_table
 
 __all__ = [
     "ModelConfig",
@@ -23,6 +24,9 @@ __all__ = [
     "set_fused_convolution",
     "convolution_tables",
     "NotFusable",
+    "set_radial_table",
+    "copy_radial_tables",
+    "DEFAULT_KNOTS",
     "RadialEmbedding",
     "PolynomialEnvelope",
     "hidden_irreps",

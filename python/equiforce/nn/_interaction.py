@@ -97,6 +97,13 @@ class Interaction(nn.Module):
         self.radial = FullyConnectedNet(
             [num_basis] + [radial_hidden] * radial_layers + [self.tensor_product.weight_numel], _silu
         )
+        # The radial MLP as a function of the edge length, tabulated at knots k * spacing (Å) with its
+        # derivative, [K, 2, weight_numel], and interpolated by torch.ops.equiforce.radial_spline when
+        # ``tabulated_radial`` is on (set_radial_table; exported models) on the CPU. Not persistent: it is
+        # derived from the MLP's weights, so checkpoints do not carry it (TorchScript files do).
+        self.register_buffer("radial_table", torch.zeros(0, 2, self.tensor_product.weight_numel), persistent=False)
+        self.radial_table_spacing = 1.0
+        self.tabulated_radial = False
         self.linear_down = o3.Linear(irreps_mid.simplify(), self.gate.irreps_in)
         self.self_interaction = o3.FullyConnectedTensorProduct(
             irreps_in, o3.Irreps(f"{num_species}x0e"), self.gate.irreps_in
@@ -104,14 +111,19 @@ class Interaction(nn.Module):
         self.residual = irreps_in == self.irreps_out
 
     def forward(
-        self, features: Tensor, species_onehot: Tensor, edge_index: Tensor, edge_sh: Tensor, edge_radial: Tensor
+        self, features: Tensor, species_onehot: Tensor, edge_index: Tensor, edge_sh: Tensor, edge_radial: Tensor,
+        lengths: Tensor,
     ) -> Tensor:
         """features [N, irreps_in.dim], species_onehot [N, S], edge_index [2, E] (centre, neighbour),
-        edge_sh [E, irreps_sh.dim], edge_radial [E, num_basis] -> [N, irreps_out.dim]."""
+        edge_sh [E, irreps_sh.dim], edge_radial [E, num_basis] (unused with a radial table: may be empty),
+        lengths [E] Å -> [N, irreps_out.dim]."""
         centre, neighbour = edge_index[0], edge_index[1]
         self_part = self.self_interaction(features, species_onehot)
         h = self.linear_up(features)
-        weights = self.radial(edge_radial)  # [E, weight_numel]
+        if self.uses_radial_table(lengths):
+            weights = torch.ops.equiforce.radial_spline(lengths, self.radial_table, self.radial_table_spacing)
+        else:
+            weights = self.radial(edge_radial)  # [E, weight_numel]
         if self.fused_convolution and self.fusable and not features.is_cuda:
             summed = torch.ops.equiforce.tp_convolution(
                 h, edge_sh, weights, centre, neighbour, self.fused_paths, self.fused_couplings,
@@ -125,3 +137,17 @@ class Interaction(nn.Module):
         if self.residual:
             out = out + features
         return out
+
+    @torch.jit.export
+    def uses_radial_table(self, lengths: Tensor) -> bool:
+        """Whether this forward interpolates the radial table instead of running the radial MLP: when it is
+        switched on and the edges are on the CPU. In training mode a table is refused (the MLP's weights would
+        get no gradient through it)."""
+        if not self.tabulated_radial or lengths.is_cuda:
+            return False
+        if self.training:
+            raise RuntimeError(
+                "this model interpolates a radial table, which is for inference: call model.eval(), or switch the "
+                "table off (equiforce.nn.set_radial_table(model, None)) to train the radial MLPs"
+            )
+        return True

@@ -52,6 +52,9 @@ class AtomicEnergies(nn.Module):
         self.embedding = o3.Linear(o3.Irreps(f"{num_species}x0e"), o3.Irreps(f"{config.num_features}x0e"))
         self.spherical_harmonics = o3.SphericalHarmonics(irreps_sh, normalize=True, normalization="component")
         self.radial = RadialEmbedding(config.cutoff, config.num_basis, config.envelope_exponent)
+        self.num_basis = int(config.num_basis)
+        #: True when every block interpolates a radial table (set_radial_table): the basis is then not needed.
+        self.tabulated_radial = False
         layers = []
         irreps = o3.Irreps(f"{config.num_features}x0e")
         for _ in range(config.num_layers):
@@ -96,10 +99,17 @@ class AtomicEnergies(nn.Module):
         species_onehot = torch.nn.functional.one_hot(species, self.num_species).to(positions.dtype)  # [N, S]
         lengths = torch.linalg.norm(vectors, dim=1)  # [E]
         edge_sh = self.spherical_harmonics(vectors)  # [E, sh.dim]
-        edge_radial = self.radial(lengths)  # [E, num_basis]
+        # Blocks interpolating radial tables read the lengths; the Bessel basis is made only if one needs it.
+        needs_basis = True
+        if self.tabulated_radial and not lengths.is_cuda and not self.training:
+            needs_basis = False
+        if needs_basis:
+            edge_radial = self.radial(lengths)  # [E, num_basis]
+        else:
+            edge_radial = torch.zeros((0, self.num_basis), dtype=lengths.dtype, device=lengths.device)
         features = self.embedding(species_onehot)  # [N, C]
         for layer in self.layers:
-            features = layer(features, species_onehot, edge_index, edge_sh, edge_radial)
+            features = layer(features, species_onehot, edge_index, edge_sh, edge_radial, lengths)
         return features
 
     @torch.jit.export
