@@ -17,16 +17,11 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def export_variants(directory: str) -> dict:
     """The shipped model's weights exported as 'e3nn' and 'fused' files; returns name -> path."""
-    from equiforce.bench._speed import eager_copy
-    from equiforce.demo import SHIPPED_MODEL
-    from equiforce.export import export_model, load_model
+    from equiforce.bench._variants import export_shipped_variants
 
-    module, metadata = load_model(SHIPPED_MODEL)
-    paths = {"e3nn": os.path.join(directory, "e3nn.pt"), "fused": os.path.join(directory, "fused.pt")}
-    for name, fused in (("e3nn", False), ("fused", True)):
-        export_model(eager_copy(module, metadata), paths[name], dtype=metadata["dtype"], fused_convolution=fused,
-                     radial_table_knots=None)  # as recorded: the radial MLPs in both
-    return paths
+    return export_shipped_variants(directory, {  # as recorded: the radial MLPs in both
+        "e3nn": dict(fused_convolution=False, radial_table_knots=None),
+        "fused": dict(fused_convolution=True, radial_table_knots=None)})
 
 
 def main(argv=None) -> int:

@@ -18,17 +18,12 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def export_variants(directory: str) -> dict:
     """The shipped model's weights exported as 'mlp' and 'table' files; returns name -> path."""
-    from equiforce.bench._speed import eager_copy
-    from equiforce.demo import SHIPPED_MODEL
-    from equiforce.export import export_model, load_model
+    from equiforce.bench._variants import export_shipped_variants
     from equiforce.nn import DEFAULT_KNOTS
 
-    module, metadata = load_model(SHIPPED_MODEL)
-    paths = {"mlp": os.path.join(directory, "mlp.pt"), "table": os.path.join(directory, "table.pt")}
-    for name, knots in (("mlp", None), ("table", DEFAULT_KNOTS)):
-        export_model(eager_copy(module, metadata), paths[name], dtype=metadata["dtype"], fused_convolution=True,
-                     radial_table_knots=knots)
-    return paths
+    return export_shipped_variants(directory, {
+        "mlp": dict(fused_convolution=True, radial_table_knots=None),
+        "table": dict(fused_convolution=True, radial_table_knots=DEFAULT_KNOTS)})
 
 
 def main(argv=None) -> int:

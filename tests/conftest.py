@@ -41,6 +41,22 @@ def energy_and_forces(model, positions, species, cell=None):
     return energy.detach(), -gradient
 
 
+def assert_o3_and_permutation_invariant(model, positions, species, seed):
+    """Energy invariant and forces equivariant (float64 rounding) under a random rotation and a random
+    improper rotation, each with a translation and a permutation of the atoms; returns (energy, forces)."""
+    energy, forces = energy_and_forces(model, positions, species)
+    generator = torch.Generator().manual_seed(seed)
+    for improper in (False, True):
+        rotation = random_o3(generator, improper)
+        order = torch.randperm(len(species), generator=generator)
+        shift = torch.randn(3, generator=generator, dtype=positions.dtype) * 2.0  # Å
+        moved = (positions @ rotation.T + shift)[order]
+        moved_energy, moved_forces = energy_and_forces(model, moved, species[order])
+        torch.testing.assert_close(moved_energy, energy, rtol=1e-10, atol=0.0)
+        torch.testing.assert_close(moved_forces, (forces @ rotation.T)[order], rtol=1e-9, atol=1e-9)
+    return energy, forces
+
+
 def water_tensors(n_molecules=8, seed=0, dtype=torch.float64):
     """(positions [N,3] Å, species [N] with H=0, O=1, cell [3,3] Å) of a liquid water box."""
     topology, positions_nm = water_box(n_molecules, 1.0, seed=seed)

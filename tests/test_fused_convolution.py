@@ -4,7 +4,7 @@ import torch
 from e3nn import o3
 
 import equiforce
-from conftest import TOLERANCE, energy_and_forces, make_model, random_o3, water_tensors
+from conftest import TOLERANCE, assert_o3_and_permutation_invariant, energy_and_forces, make_model, water_tensors
 from equiforce.nn import NotFusable, convolution_tables, set_fused_convolution
 from equiforce.nn._interaction import _convolution_paths
 
@@ -125,15 +125,7 @@ def test_fused_model_is_invariant_under_rotations_reflections_and_permutations()
     model = make_model(torch.float64, seed=5, lmax=1)
     set_fused_convolution(model, True)
     positions, species, _ = water_tensors(4, seed=2)
-    energy, forces = energy_and_forces(model, positions, species)
-    generator = torch.Generator().manual_seed(7)
-    for improper in (False, True):
-        rotation = random_o3(generator, improper)
-        order = torch.randperm(len(species), generator=generator)
-        moved = (positions @ rotation.T + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))[order]
-        moved_energy, moved_forces = energy_and_forces(model, moved, species[order])
-        torch.testing.assert_close(moved_energy, energy, rtol=1e-10, atol=0.0)
-        torch.testing.assert_close(moved_forces, (forces @ rotation.T)[order], rtol=1e-9, atol=1e-9)
+    assert_o3_and_permutation_invariant(model, positions, species, seed=7)
 
 
 def test_exported_files_use_the_fused_op_and_match_the_eager_model(tmp_path):

@@ -69,6 +69,21 @@ def _compare(paths: Dict[str, str], reference: str, candidate: str, molecules: L
     return result
 
 
+def export_shipped_variants(directory: str, variants: Dict[str, Dict]) -> Dict[str, str]:
+    """The shipped model's weights exported once per variant into ``directory``: ``variants`` maps a name to
+    keyword arguments of ``export_model`` (the code path to switch); returns name -> path, in that order."""
+    from ..demo import SHIPPED_MODEL
+    from ..export import export_model
+    from ._speed import eager_copy
+
+    module, metadata = load_model(SHIPPED_MODEL)
+    paths = {}
+    for name, options in variants.items():
+        paths[name] = os.path.join(directory, name.replace(" ", "-") + ".pt")
+        export_model(eager_copy(module, metadata), paths[name], dtype=metadata["dtype"], **options)
+    return paths
+
+
 def variants_main(description: str, default_out: str, export_variants: Callable[[str], Dict[str, str]],
                   argv: Optional[List[str]] = None) -> int:
     """The command line of a variant benchmark script: ``--molecules``, ``--methods``, ``--repeats``, ``--out``.
