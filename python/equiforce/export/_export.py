@@ -53,8 +53,8 @@ def export_model(
     radial_table = None
     if radial_table_knots is not None:
         error = set_radial_table(deployed, int(radial_table_knots))  # from the weights in the file's dtype
-        radial_table = {"knots": int(radial_table_knots), "spacing_angstrom": model.config.cutoff / (radial_table_knots - 1),
-                        "max_relative_error": error}
+        radial_table = {"knots": int(radial_table_knots),
+                        "spacing_angstrom": model.config.cutoff / (radial_table_knots - 1), "max_relative_error": error}
     for parameter in deployed.parameters():
         parameter.requires_grad_(False)
     compiled = script(deployed)

@@ -100,13 +100,10 @@ class AtomicEnergies(nn.Module):
         lengths = torch.linalg.norm(vectors, dim=1)  # [E]
         edge_sh = self.spherical_harmonics(vectors)  # [E, sh.dim]
         # Blocks interpolating radial tables read the lengths; the Bessel basis is made only if one needs it.
-        needs_basis = True
         if self.tabulated_radial and not lengths.is_cuda and not self.training:
-            needs_basis = False
-        if needs_basis:
-            edge_radial = self.radial(lengths)  # [E, num_basis]
-        else:
             edge_radial = torch.zeros((0, self.num_basis), dtype=lengths.dtype, device=lengths.device)
+        else:
+            edge_radial = self.radial(lengths)  # [E, num_basis]
         features = self.embedding(species_onehot)  # [N, C]
         for layer in self.layers:
             features = layer(features, species_onehot, edge_index, edge_sh, edge_radial, lengths)

@@ -10,8 +10,8 @@ forward and one backward.
 The interpolant has continuous values and first derivatives, and the forces are its exact gradient, so the
 tabulated model is itself a conservative potential; it differs from the MLP by the interpolation error,
 O(spacing^4), which :func:`set_radial_table` measures and returns (4e-9 of the largest weight for the shipped
-model with the default 1025 knots over 4 Å, below float32 rounding; 2.5e-10 with 2049, 6e-8 with 513). From the cutoff on the table gives exactly zero, as the
-MLP does (its input, the enveloped basis, vanishes there with its derivative, and the MLP has no biases).
+model with the default 1025 knots over 4 Å, below float32 rounding; 2.5e-10 with 2049, 6e-8 with 513). From
+the cutoff on the table gives exactly zero, as the MLP does (its input, the enveloped basis, vanishes there with its derivative, and the MLP has no biases).
 
 Tables are for inference: the MLP's weights get no gradient through them, so a block in training mode
 refuses its table, and the op has no second derivatives. ``export_model`` tabulates by default.
