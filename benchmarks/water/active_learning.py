@@ -8,13 +8,21 @@
    O-H, O-O distances, longest intramolecular O-H), or at a broken molecule. Kept: the frames of the last
    ``--keep-fs`` before the stop. The configurations go to ``<out stem>_configs.npz``, rewritten atomically
    after every condition, so sampling resumes by condition.
-2. ``label``: GFN2-xTB energies and forces (the settings of ``make_dataset.py``) of the sampled frames in
+2. ``distort``: frames of the original data set (every ``--distort-every``-th) with one randomly chosen
+   molecule distorted to where the shipped model is wrong (``benchmarks/results/wall_study.json``): its H–O–H
+   angle set in 55-92° (below the data's 92°; the network alone falls into a hole below 80° there), or opened
+   to 122-165°, or one O–H bond stretched to 1.17-1.9 Å (the network flattens at 0.5 eV from 1.25 Å) or
+   compressed to 0.80-0.91 Å. Each kind gets a quarter of the frames; the values are drawn uniformly from the
+   seed. Written to ``<out stem>_configs.npz`` of ``--out`` (default ``data/water_gfn2_round2_distorted.extxyz``).
+3. ``label``: GFN2-xTB energies and forces (the settings of ``make_dataset.py``) of the sampled frames in
    order, appended to ``--out`` one frame at a time (resumes from the frames already there).
 
 Usage (from the repository root)::
 
     python benchmarks/water/active_learning.py sample --model python/equiforce/models/water-gfn2.pt
     OMP_NUM_THREADS=1 python benchmarks/water/active_learning.py label
+    python benchmarks/water/active_learning.py distort
+    OMP_NUM_THREADS=1 python benchmarks/water/active_learning.py label --out benchmarks/water/data/water_gfn2_round2_distorted.extxyz
 """
 import argparse
 import json
@@ -27,6 +35,11 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 DEFAULT_OUT = os.path.join(HERE, "data", "water_gfn2_round2.extxyz")
+DISTORTED_OUT = os.path.join(HERE, "data", "water_gfn2_round2_distorted.extxyz")
+ORIGINAL_DATA = os.path.join(HERE, "data", "water_gfn2.extxyz.xz")
+#: distortion kind -> range of the value it sets (degrees for angles, Å for bonds)
+DISTORTIONS = {"bend closed": (55.0, 92.0), "bend open": (122.0, 165.0), "stretch": (1.17, 1.9),
+               "compress": (0.80, 0.91)}
 N_MOLECULES = 32
 #: ranges of the original 1600 frames (Å): shortest H-H, H-O (any pair), O-O, longest intramolecular O-H
 DATA_RANGES = {"H-H": 1.385, "H-O": 0.918, "O-O": 2.403, "OH_max": 1.15}
@@ -134,6 +147,48 @@ def run_sample(args):
         os.replace(tmp, path)
 
 
+def distorted_frames(frames, every, seed):
+    """(positions [K, 96, 3] Å, meta list): every ``every``-th frame with one molecule distorted (DISTORTIONS,
+    the kinds in turn, values uniform); the molecule and value come from ``seed``."""
+    from scans import bent, stretched  # the scan geometries: angle turned in the molecule's plane, bond along itself
+
+    rng = np.random.default_rng(seed)
+    kinds = list(DISTORTIONS)
+    positions, meta = [], []
+    for k, index in enumerate(range(0, len(frames), every)):
+        atoms = frames[index]
+        molecule = int(rng.integers(len(atoms) // 3))
+        kind = kinds[k % len(kinds)]
+        value = float(rng.uniform(*DISTORTIONS[kind]))
+        order = np.arange(len(atoms))  # bring the molecule to the front: the scan helpers distort molecule 0
+        order[[0, 1, 2, 3 * molecule, 3 * molecule + 1, 3 * molecule + 2]] = [3 * molecule, 3 * molecule + 1,
+                                                                             3 * molecule + 2, 0, 1, 2]
+        moved = atoms[order]
+        distorted = bent(moved, value) if kind.startswith("bend") else stretched(moved, value)
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        positions.append(distorted.get_positions()[back])
+        meta.append({"source_frame": index, "distortion": kind, "value": value, "molecule": molecule,
+                     "temperature_K": float(atoms.info.get("temperature_K", np.nan)),
+                     "density_g_cm3": float(atoms.info.get("density_g_cm3", np.nan)),
+                     "box_edge_A": float(atoms.cell[0, 0])})
+    return np.array(positions), meta
+
+
+def run_distort(args):
+    from equiforce.data import read_atoms
+
+    out = args.out if args.out != DEFAULT_OUT else DISTORTED_OUT
+    path = _configs_path(out)
+    positions, meta = distorted_frames(read_atoms(ORIGINAL_DATA, index=":"), args.distort_every, args.seed)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, positions_A=positions, meta=json.dumps(meta), model="none (distorted data frames)")
+    os.replace(tmp, path)
+    counts = {kind: sum(m["distortion"] == kind for m in meta) for kind in DISTORTIONS}
+    print(f"{len(meta)} distorted frames written to {path}: {counts}")
+
+
 def run_label(args):
     from ase import Atoms
 
@@ -159,7 +214,7 @@ def run_label(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("phase", choices=["sample", "label"])
+    parser.add_argument("phase", choices=["sample", "distort", "label"])
     parser.add_argument("--model", default=os.path.join(HERE, "..", "..", "python", "equiforce", "models",
                                                         "water-gfn2.pt"),
                         help="exported model to sample with (default: the shipped water model, = candidate 1)")
@@ -173,8 +228,9 @@ def main(argv=None):
     parser.add_argument("--after-fs", type=float, default=300.0)
     parser.add_argument("--keep-fs", type=float, default=400.0)
     parser.add_argument("--seed", type=int, default=2025)
+    parser.add_argument("--distort-every", type=int, default=4, help="distort: use every n-th data frame")
     args = parser.parse_args(argv)
-    run_sample(args) if args.phase == "sample" else run_label(args)
+    {"sample": run_sample, "distort": run_distort, "label": run_label}[args.phase](args)
 
 
 if __name__ == "__main__":
