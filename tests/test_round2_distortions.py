@@ -1,0 +1,53 @@
+"""The round-2 distortions (benchmarks/water/active_learning.py distort): one molecule per frame set to the
+drawn angle or bond length, every other atom left where it was."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from ase import Atoms
+from openmm import unit
+
+from equiforce.systems import water_box
+
+WATER_SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "water")
+
+
+@pytest.fixture(scope="module")
+def active_learning():
+    sys.path.insert(0, WATER_SCRIPTS)
+    try:
+        import active_learning
+        import scans
+        yield active_learning, scans
+    finally:
+        sys.path.remove(WATER_SCRIPTS)
+
+
+def _frames(count):
+    frames = []
+    for seed in range(count):
+        topology, positions = water_box(8, 1.0, seed=seed)
+        edge = topology.getPeriodicBoxVectors()[0][0].value_in_unit(unit.angstrom)
+        frames.append(Atoms(["O", "H", "H"] * 8, positions=10.0 * positions, cell=np.diag([edge] * 3), pbc=True))
+    return frames
+
+
+def test_each_distortion_sets_its_value_and_moves_one_hydrogen(active_learning):
+    module, scans = active_learning
+    frames = _frames(8)
+    positions, meta = module.distorted_frames(frames, every=1, seed=5)
+    assert positions.shape == (8, 24, 3)
+    assert [m["distortion"] for m in meta[:4]] == list(module.DISTORTIONS)
+    for k, m in enumerate(meta):
+        low, high = module.DISTORTIONS[m["distortion"]]
+        assert low <= m["value"] <= high
+        lengths, angles = scans.molecule_geometry(positions[k], m["box_edge_A"])
+        if m["distortion"].startswith("bend"):
+            assert angles[m["molecule"]] == pytest.approx(m["value"], abs=1e-6)
+        else:
+            assert lengths[m["molecule"], 0] == pytest.approx(m["value"], abs=1e-9)
+        moved = np.nonzero(np.abs(positions[k] - frames[m["source_frame"]].get_positions()).max(axis=1) > 1e-9)[0]
+        assert len(moved) == 1 and moved[0] in (3 * m["molecule"] + 1, 3 * m["molecule"] + 2)
+    json.dumps(meta)  # the metadata goes into the configs file as JSON
