@@ -6,7 +6,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from e3nn.util.jit import script
 
-from ..nn import DEFAULT_KNOTS, EquivariantPotential, build_model, set_fused_convolution, set_radial_table
+from ..nn import (DEFAULT_KNOTS, EquivariantPotential, build_model, knot_spacing, set_fused_convolution,
+                  set_radial_table)
 from ._metadata import DTYPES, METADATA_FILE, ModelFileError, build_metadata, read_metadata
 
 
@@ -54,7 +55,8 @@ def export_model(
     if radial_table_knots is not None:
         error = set_radial_table(deployed, int(radial_table_knots))  # from the weights in the file's dtype
         radial_table = {"knots": int(radial_table_knots),
-                        "spacing_angstrom": model.config.cutoff / (radial_table_knots - 1), "max_relative_error": error}
+                        "spacing_angstrom": knot_spacing(model.config.cutoff, int(radial_table_knots)),
+                        "max_relative_error": error}
     for parameter in deployed.parameters():
         parameter.requires_grad_(False)
     compiled = script(deployed)

@@ -6,7 +6,7 @@ from ._interaction import Interaction
 from ._model import AtomicEnergies, EquivariantPotential, hidden_irreps, spherical_harmonics_irreps
 from ._property_model import PropertyModel, build_model
 from ._radial import PolynomialEnvelope, RadialEmbedding
-from ._radial_table import DEFAULT_KNOTS, copy_radial_tables, set_radial_table
+from ._radial_table import DEFAULT_KNOTS, copy_radial_tables, knot_spacing, set_radial_table
 
 __all__ = [
     "ModelConfig",
@@ -26,6 +26,7 @@ __all__ = [
     "NotFusable",
     "set_radial_table",
     "copy_radial_tables",
+    "knot_spacing",
     "DEFAULT_KNOTS",
     "RadialEmbedding",
     "PolynomialEnvelope",

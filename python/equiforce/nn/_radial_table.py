@@ -16,7 +16,7 @@ the cutoff on the table gives exactly zero, as the MLP does (its input, the enve
 Tables are for inference: the MLP's weights get no gradient through them, so a block in training mode
 refuses its table, and the op has no second derivatives. ``export_model`` tabulates by default.
 """
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -43,18 +43,24 @@ def _radial_function(block: Interaction, embedding: torch.nn.Module):
     return function
 
 
-def tabulate(block: Interaction, embedding: torch.nn.Module, cutoff: float, knots: int) -> torch.Tensor:
+def knot_spacing(cutoff: float, knots: int) -> float:
+    """Å between the knots of a table of ``knots`` knots on [0, cutoff] (Å)."""
+    return cutoff / (knots - 1)
+
+
+def tabulate(block: Interaction, embedding: torch.nn.Module, cutoff: float, knots: int,
+             function: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
     """[knots, 2, W] float64: the values and d/dr (per Å) of ``block``'s radial MLP at r_k = k cutoff / (knots - 1).
 
     Derivatives by forward-mode autodiff (each knot's values depend on its own radius only, so one
     Jacobian-vector product with a tangent of ones gives them all). The first knot, r = 0, is where the Bessel
     basis sin(a r) / r is 0/0: its value is taken at r = 1e-6 Å (the limit to a relative 1e-11) and its
     derivative is 0, exactly (sin(a r) / r is even in r and the envelope starts at order r^p, p >= 2); computed
-    there, it would be lost to cancellation.
+    there, it would be lost to cancellation. ``function``: the block's float64 radial function, if already built.
     """
     if knots < 3:
         raise ValueError(f"a radial table needs at least 3 knots, got {knots}")
-    function = _radial_function(block, embedding)
+    function = function or _radial_function(block, embedding)
     radii = torch.linspace(0.0, cutoff, knots, dtype=torch.float64)
     radii[0] = 1e-6
     with torch.no_grad():
@@ -65,15 +71,16 @@ def tabulate(block: Interaction, embedding: torch.nn.Module, cutoff: float, knot
     return table
 
 
-def table_error(block: Interaction, embedding: torch.nn.Module, table: torch.Tensor, cutoff: float) -> float:
+def table_error(block: Interaction, embedding: torch.nn.Module, table: torch.Tensor, cutoff: float,
+                function: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> float:
     """Largest |interpolated - MLP| over midpoints and quarter points of every interval, in float64,
-    divided by the largest |value| in the table."""
+    divided by the largest |value| in the table. ``function`` as in :func:`tabulate`."""
     knots = table.shape[0]
-    spacing = cutoff / (knots - 1)
+    spacing = knot_spacing(cutoff, knots)
     offsets = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)
     radii = ((torch.arange(knots - 1, dtype=torch.float64).unsqueeze(1) + offsets) * spacing).reshape(-1)
     with torch.no_grad():
-        expected = _radial_function(block, embedding)(radii)
+        expected = (function or _radial_function(block, embedding))(radii)
         interpolated = torch.ops.equiforce.radial_spline(radii, table, spacing)
     scale = float(table[:, 0].abs().max())
     return float((interpolated - expected).abs().max()) / max(scale, 1e-300)
@@ -99,8 +106,9 @@ def set_radial_table(model: torch.nn.Module, knots: Optional[int] = DEFAULT_KNOT
                 block.radial_table = torch.zeros_like(block.radial_table[:0])
                 block.tabulated_radial = False
                 continue
-            table = tabulate(block, network.radial, cutoff, int(knots))
-            error = table_error(block, network.radial, table, cutoff)
+            function = _radial_function(block, network.radial)  # float64 copy of the block's radial MLP
+            table = tabulate(block, network.radial, cutoff, int(knots), function)
+            error = table_error(block, network.radial, table, cutoff, function)
             if error > MAX_RELATIVE_ERROR:
                 raise ValueError(
                     f"set_radial_table: block {index}'s radial MLP is interpolated with a relative error of "
@@ -109,7 +117,7 @@ def set_radial_table(model: torch.nn.Module, knots: Optional[int] = DEFAULT_KNOT
             worst = max(worst, error)
             reference = next(block.radial.parameters())
             block.radial_table = table.to(dtype=reference.dtype, device=reference.device)
-            block.radial_table_spacing = cutoff / (int(knots) - 1)
+            block.radial_table_spacing = knot_spacing(cutoff, int(knots))
             block.tabulated_radial = True
         network.tabulated_radial = knots is not None
     return worst
