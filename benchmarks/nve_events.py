@@ -341,6 +341,12 @@ def main(argv=None) -> int:
         "columns": ["time_ps", "kinetic_kJ_per_mol", "potential_kJ_per_mol", "max_force_eV_per_angstrom",
                     "max_force_atom"] + list(EXTREME_NAMES),
     }
+    if not stopped:  # the same fit as the benchmark's records (block-average standard error)
+        from equiforce.analysis import energy_drift
+
+        n_atoms = topology.getNumAtoms()
+        drift = energy_drift(trace[:, 0], trace[:, 1] + trace[:, 2], trace[:, 1], n_atoms, n_dof, TEMPERATURE_K)
+        result["drift"] = {k: float(v) for k, v in drift.as_dict().items()}
     state_box = context.getState().getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
     result["culprits"] = culprits(trace, np.array(frames), state_box)
     walls = wall_trace(frames, state_box, read_metadata(args.model)["config"])
