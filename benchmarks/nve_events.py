@@ -5,11 +5,14 @@ Starts exactly as ``equiforce bench nve`` does (same water box, classical start,
 protocol), then runs Verlet NVE and, every ``sample_every`` steps, records the kinetic and potential energy, the
 largest force on any atom, and the extremes of the water geometry (:func:`equiforce.water_geometry.water_extremes`:
 longest and shortest O–H bond, HOH angles, closest intermolecular O···H, H···H, O···O, protons nearer another
-oxygen). With one thread the CPU platform is deterministic, so the traced run is the benchmark's run: the
-script checks its energies against the series in the benchmark's JSON when that holds the case.
+oxygen). The start is not bit-reproducible across processes (measured: the first NVE sample already differs
+from the benchmark's), so the trace is a new trajectory of the same case: the script compares
+its energies with the benchmark's series of the case (``reproduces_benchmark``) and says how far they agree.
 
 It then finds the 0.1 ps blocks across which the total energy jumped most and reports the geometry there
-beside the run's typical values and the ranges of the training data (``water_scans.json``).
+beside the run's typical values and the ranges of the training data (``water_scans.json``), the force spikes
+with their molecule, how deep each sample sits in the model's short-range wall
+(:func:`equiforce.water_geometry.wall_contacts`) and whether the energy rises follow the wall's peaks.
 
 The trace and the positions of every sample are saved every 500 samples in ``--work`` (``trace.npy``,
 ``positions.npy``) and a rerun continues it. Output:
