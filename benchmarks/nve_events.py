@@ -176,15 +176,10 @@ def culprits(trace, frames, box_nm, spike_factor=3.0):
 
     frames [S, N, 3] nm (O, H, H per molecule), box_nm [3, 3]."""
     from equiforce.units import nm_to_angstrom
-    from equiforce.water_geometry import orthorhombic_edges_nm
+    from equiforce.water_geometry import bonds_and_angles, orthorhombic_edges_nm
 
-    edges = orthorhombic_edges_nm(box_nm)
-    molecules = frames.reshape(len(frames), -1, 3, 3)  # [S, M, 3, 3] nm
-    bonds = molecules[:, :, 1:] - molecules[:, :, :1]  # [S, M, 2, 3]
-    bonds = bonds - edges * np.round(bonds / edges)
-    lengths = nm_to_angstrom(np.linalg.norm(bonds, axis=-1))  # [S, M, 2] Å
-    cosine = np.sum(bonds[:, :, 0] * bonds[:, :, 1], -1) / np.prod(np.linalg.norm(bonds, axis=-1), -1)
-    angles = np.degrees(np.arccos(np.clip(cosine, -1, 1)))  # [S, M]
+    molecules = nm_to_angstrom(frames.reshape(len(frames), -1, 3, 3).astype(float))  # [S, M, 3, 3] Å
+    lengths, angles = bonds_and_angles(molecules, nm_to_angstrom(orthorhombic_edges_nm(box_nm)))  # [S, M, 2], [S, M]
     threshold = spike_factor * np.median(trace[:, 3])
     picked = sorted(set(np.nonzero(trace[:, 3] > threshold)[0].tolist()) | {len(trace) - 1})
     rows = []

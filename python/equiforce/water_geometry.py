@@ -29,6 +29,15 @@ def orthorhombic_edges_nm(box_vectors_nm: np.ndarray) -> np.ndarray:
     return np.diag(box).copy()
 
 
+def bonds_and_angles(molecules_angstrom: np.ndarray, edges_angstrom: np.ndarray):
+    """molecules_angstrom [..., M, 3 atoms (O, H, H), 3] Å, edges_angstrom [3] -> (O–H lengths [..., M, 2] Å,
+    H–O–H angles [..., M] degrees), minimum image."""
+    bonds = _minimum_image(molecules_angstrom[..., 1:, :] - molecules_angstrom[..., :1, :], edges_angstrom)
+    lengths = np.linalg.norm(bonds, axis=-1)  # [..., M, 2]
+    cosine = np.sum(bonds[..., 0, :] * bonds[..., 1, :], axis=-1) / (lengths[..., 0] * lengths[..., 1])
+    return lengths, np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+
+
 def water_extremes(positions_nm: np.ndarray, box_vectors_nm: np.ndarray) -> Dict[str, float]:
     """Extreme geometry of a water box: distances in Å, angles in degrees.
 
@@ -48,10 +57,7 @@ def water_extremes(positions_nm: np.ndarray, box_vectors_nm: np.ndarray) -> Dict
     hydrogens = molecules[:, 1:].reshape(-1, 3)  # [2 M, 3]: H1, H2 of molecule 0, then of molecule 1, ...
     owner = np.repeat(np.arange(n_molecules), 2)  # [2 M]: the molecule of each H
 
-    bonds = _minimum_image(molecules[:, 1:] - molecules[:, :1], edges)  # [M, 2, 3]: O->H1, O->H2
-    bond_lengths = np.linalg.norm(bonds, axis=-1)  # [M, 2]
-    cosine = np.sum(bonds[:, 0] * bonds[:, 1], axis=-1) / (bond_lengths[:, 0] * bond_lengths[:, 1])  # [M]
-    angles = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))  # [M]
+    bond_lengths, angles = bonds_and_angles(molecules, edges)  # [M, 2] Å, [M] degrees
 
     h_to_o = np.linalg.norm(_minimum_image(hydrogens[:, None] - oxygens[None], edges), axis=-1)  # [2 M, M]
     own = h_to_o[np.arange(2 * n_molecules), owner]  # [2 M]
