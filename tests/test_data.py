@@ -92,6 +92,23 @@ def test_several_files_are_concatenated_and_max_frames_keeps_a_prefix(tmp_path):
     assert [s.source for s in read_structures([first, second], max_frames=4)] == sources[:4]
 
 
+def test_a_frame_selection_after_at_takes_those_frames_and_keeps_their_file_index(tmp_path):
+    frames = random_frames(7, seed=4)
+    path = write_frames(tmp_path / "all.extxyz", frames)
+    picked = read_structures([f"{path}@2:6:2", f"{path}@5:"])
+    assert [s.source for s in picked] == [f"{path}:2", f"{path}:4", f"{path}:5", f"{path}:6"]
+    np.testing.assert_allclose(picked[1].positions.numpy(), frames[4].positions, atol=1e-7)
+    assert [s.source for s in read_structures(f"{path}@:3")] == [f"{path}:{k}" for k in range(3)]
+    assert [s.source for s in read_structures([f"{path}@1:", path], max_frames=3)] == [
+        f"{path}:1", f"{path}:2", f"{path}:3"]
+    with pytest.raises(DataError, match="non-negative"):
+        read_structures(f"{path}@-2:")
+    with pytest.raises(DataError, match="no frames"):
+        read_structures(f"{path}@9:")
+    with pytest.raises(DataError, match="step"):
+        read_structures(f"{path}@0:3:0")
+
+
 @pytest.mark.parametrize("suffix, module", [(".xz", "lzma"), (".gz", "gzip"), (".bz2", "bz2")])
 def test_compressed_extxyz_reads_like_the_plain_file(tmp_path, suffix, module):
     import importlib

@@ -1,5 +1,6 @@
 """Read labelled structures from extended XYZ or any other format ASE reads."""
 import os
+import re
 from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
@@ -62,6 +63,29 @@ def _optional_array(atoms, key: Optional[str]):
     return None if value is None else np.asarray(value, dtype=np.float64)
 
 
+#: ``path@start:stop[:step]`` (non-negative integers, each may be empty), as on ASE's command line.
+_SELECTION = re.compile(r"^(?P<path>.+)@(?P<start>\d*):(?P<stop>\d*)(?::(?P<step>\d*))?$")
+
+
+def split_frame_selection(path: str) -> "tuple[str, slice]":
+    """``"data.extxyz@0:1387"`` -> ``("data.extxyz", slice(0, 1387, None))``; a plain path selects every frame.
+
+    A path that exists as written is taken literally, even if it contains ``@``. Negative indices are refused
+    (frames are named by their index in the file, so the selection must not depend on the file's length).
+    """
+    if os.path.exists(path):
+        return path, slice(None)
+    match = _SELECTION.match(path)
+    if match is None:
+        if "@" in path and re.search(r"@-", path):
+            raise DataError(f"{path}: frame selections take non-negative indices (path@start:stop[:step])")
+        return path, slice(None)
+    start, stop, step = (int(match[k]) if match[k] else None for k in ("start", "stop", "step"))
+    if step == 0:
+        raise DataError(f"{path}: the step of a frame selection must be positive")
+    return match["path"], slice(start, stop, step)
+
+
 _DECOMPRESSORS = {".xz": "lzma", ".gz": "gzip", ".bz2": "bz2"}
 
 
@@ -100,7 +124,9 @@ def read_structures(
     Parameters
     ----------
     paths
-        A path or a list of paths; frames are concatenated in the order given.
+        A path or a list of paths; frames are concatenated in the order given. A path may end in
+        ``@start:stop[:step]`` to take only those frames of the file (``"water.extxyz@:1387"``: the first 1387);
+        frames keep their index in the file in ``source``.
     max_frames
         Keep only the first ``max_frames`` frames of the concatenation (``None``: all).
     require_energy, require_forces
@@ -118,20 +144,29 @@ def read_structures(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     structures: List[Structure] = []
-    for path in paths:
-        path = os.fspath(path)
+    for given in paths:
+        path, selection = split_frame_selection(os.fspath(given))
         if not os.path.exists(path):
             raise DataError(f"data file {path} does not exist")
         if max_frames is not None and len(structures) >= max_frames:
             break
-        index = ":" if max_frames is None else f":{max_frames - len(structures)}"
+        first, step = selection.start or 0, selection.step or 1
+        remaining = None if max_frames is None else max_frames - len(structures)
+        if selection == slice(None):
+            index = ":" if remaining is None else f":{remaining}"
+        else:
+            index = f"{first}:{'' if selection.stop is None else selection.stop}:{step}"
         try:
             frames = read_atoms(path, index=index)
         except Exception as error:  # ASE raises many kinds; name the file
-            raise DataError(f"cannot read {path}: {type(error).__name__}: {error}") from error
+            raise DataError(f"cannot read {given}: {type(error).__name__}: {error}") from error
+        if remaining is not None:
+            frames = frames[:remaining]
+        if not frames:
+            raise DataError(f"{given}: the selection holds no frames")
         for k, atoms in enumerate(frames):
             structure = structure_from_atoms(
-                atoms, f"{path}:{k}", energy_key, forces_key, dipole_key, polarizability_key
+                atoms, f"{path}:{first + k * step}", energy_key, forces_key, dipole_key, polarizability_key
             )
             if require_energy and structure.energy is None:
                 raise DataError(f"{structure.source}: frame has no energy (key {energy_key!r})")
