@@ -21,7 +21,7 @@ Results: ``benchmarks/results/water_scans.json`` (written after every point; a r
 
 Usage (from the repository root)::
 
-    python benchmarks/water/scans.py [--model FILE]
+    python benchmarks/water/scans.py [--model FILE] [--gfn2-from water_scans.json --out OTHER.json]
 """
 import argparse
 import json
@@ -158,6 +158,9 @@ def main(argv=None) -> int:
                         help="a validate.py run folder: its frames at --pressure-times also get the volume scan")
     parser.add_argument("--pressure-times", type=float, nargs="*", default=[10, 15, 20, 25, 30],
                         help="ps (frames of --pressure-run; none: skip)")
+    parser.add_argument("--gfn2-from", default=None, metavar="JSON",
+                        help="take the GFN2-xTB energy of each point from this earlier scans JSON (same frame and "
+                             "geometries, another model): only the model is evaluated")
     args = parser.parse_args(argv)
     if args.plot_only:
         with open(args.out) as handle:
@@ -190,6 +193,14 @@ def main(argv=None) -> int:
     result["data_ranges"] = data_ranges(frames)
     result["wall_onsets_angstrom"] = read_metadata(args.model)["config"].get("repulsion_radii")
 
+    known = {}
+    if args.gfn2_from:
+        with open(args.gfn2_from) as handle:
+            earlier = json.load(handle)
+        if earlier.get("frame") != FRAME:
+            raise SystemExit(f"{args.gfn2_from} scans frame {earlier.get('frame')}, this script frame {FRAME}")
+        known = {key: point["gfn2_eV"] for key, point in earlier["points"].items()}
+        result["gfn2_from"] = os.path.relpath(args.gfn2_from, REPOSITORY)
     calculator = EquiforceCalculator(args.model)
     points = [("reference", "reference", None, base)]  # (key in result["points"], kind, value, frame)
     points += [(f"stretch {r}", "stretch", r, stretched(base, r)) for r in STRETCH_ANGSTROM]
@@ -203,7 +214,7 @@ def main(argv=None) -> int:
     for key, kind, value, atoms in tqdm(points, desc="scan points"):
         if key in result["points"]:
             continue
-        gfn2 = float(label(atoms).get_potential_energy())
+        gfn2 = known[key] if key in known else float(label(atoms).get_potential_energy())
         model_atoms = atoms.copy()
         model_atoms.calc = calculator
         result["points"][key] = {"kind": kind, "value": value, "gfn2_eV": gfn2,

@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Round-2 fine-tune of the shipped water model: the starting checkpoint and the wall of the new data.
+
+The training checkpoint of the shipped model is not in the repository, but the exported file holds every weight.
+``prepare`` rebuilds the eager model from the file (``equiforce.bench.eager_copy``) and writes it as a training
+checkpoint, ``runs/water-gfn2-round2/shipped.ckpt``, for ``init_from:`` in ``train_water_round2.yaml``; it
+checks that the rebuilt model gives the file's energy and forces on a data frame. It also prints the wall onsets
+(shortest distance of each element pair in the fine-tune data minus 0.03 Å, the rule of ``equiforce export
+--repulsion-from``) that the YAML sets, so the wall is zero on every frame trained on.
+
+Usage::
+
+    python benchmarks/water/finetune_round2.py prepare
+    OMP_NUM_THREADS=2 equiforce train benchmarks/water/train_water_round2.yaml     # resumes
+"""
+import argparse
+import os
+import sys
+
+import torch
+import yaml
+
+import equiforce
+from equiforce.bench._speed import eager_copy
+from equiforce.checkpoint import model_from_checkpoint, save_checkpoint
+from equiforce.data import read_structures
+from equiforce.demo import SHIPPED_MODEL
+from equiforce.nn._repulsion import repulsion_radii_from_structures
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CONFIG = os.path.join(HERE, "train_water_round2.yaml")
+
+
+def _config():
+    with open(CONFIG) as handle:
+        return yaml.safe_load(handle)
+
+
+def prepare() -> int:
+    config = _config()
+    os.chdir(ROOT)  # the YAML's paths are relative to the repository root
+    module, metadata = equiforce.load_model(SHIPPED_MODEL)
+    model = eager_copy(module, metadata)
+    path = config["init_from"]
+    save_checkpoint(model, path, extra={"source": {"file": SHIPPED_MODEL, "created": metadata.get("created")}})
+    rebuilt = model_from_checkpoint(path).to(torch.float64)
+    structures = read_structures(config["data"])
+    frame = structures[0]
+    positions = frame.positions.clone().requires_grad_(True)  # [N, 3] Å
+    species = torch.tensor([rebuilt.config.elements.index(symbol) for symbol in frame.symbols])  # [N]
+    energy = rebuilt(positions, species, frame.cell)  # eV
+    forces = -torch.autograd.grad(energy, positions)[0]
+    print(f"wrote {path}; frame {frame.source}: model {float(energy):.5f} eV (label {frame.energy:.5f}), "
+          f"force MAE {float((forces - frame.forces.to(torch.float64)).abs().mean()) * 1000:.1f} meV/Å")
+    radii = repulsion_radii_from_structures(structures, 0.03)
+    print(f"{len(structures)} frames; wall onsets (shortest - 0.03 Å): "
+          + ", ".join(f"{k} {v:.4f}" for k, v in radii.items()))
+    stored = config.get("model", {}).get("repulsion_radii", {})
+    if any(abs(stored.get(k, -1.0) - v) > 5e-4 for k, v in radii.items()):
+        print(f"the YAML's repulsion_radii {stored} differ: set them to the onsets above")
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["prepare"])
+    parser.parse_args(argv)
+    return prepare()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
