@@ -55,7 +55,7 @@ def prepare() -> int:
           f"force MAE {float((forces - frame.forces.to(torch.float64)).abs().mean()) * 1000:.1f} meV/Å")
     radii = repulsion_radii_from_structures(structures, 0.03)
     print(f"{len(structures)} frames; wall onsets (shortest - 0.03 Å): "
-          + ", ".join(f"{k} {v:.4f}" for k, v in radii.items()))
+          + ", ".join(f"{k} {v:.6f}" for k, v in radii.items()))
     stored = config.get("model", {}).get("repulsion_radii", {})
     if any(abs(stored.get(k, -1.0) - v) > 5e-4 for k, v in radii.items()):
         print(f"the YAML's repulsion_radii {stored} differ: set them to the onsets above")
