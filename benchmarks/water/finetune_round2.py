@@ -8,10 +8,16 @@ checks that the rebuilt model gives the file's energy and forces on a data frame
 (shortest distance of each element pair in the fine-tune data minus 0.03 Å, the rule of ``equiforce export
 --repulsion-from``) that the YAML sets, so the wall is zero on every frame trained on.
 
+``evaluate`` gives the errors of exported files on the frames no split of either run holds: liquid frames
+1387-1599 and the distorted frames 347-399 made from them (overall and per kind of distortion), and on the
+fine-tune's own test split; ``benchmarks/results/water_gfn2_round2_errors.json``.
+
 Usage::
 
     python benchmarks/water/finetune_round2.py prepare
     OMP_NUM_THREADS=2 equiforce train benchmarks/water/train_water_round2.yaml     # resumes
+    python benchmarks/water/finetune_round2.py evaluate --models python/equiforce/models/water-gfn2.pt \
+        runs/water-gfn2-round2/water-gfn2-round2.pt
 """
 import argparse
 import os
@@ -63,10 +69,51 @@ def prepare() -> int:
     return 0
 
 
+LIQUID = "benchmarks/water/data/water_gfn2.extxyz.xz"
+DISTORTED = "benchmarks/water/data/water_gfn2_round2_distorted.extxyz"
+TRAINED_LIQUID, TRAINED_DISTORTED = 1387, 347  # the frames the YAML takes from each file
+
+
+def evaluate(models, out) -> int:
+    import json
+
+    from equiforce.bench._speed import write_json
+    from equiforce.data import read_atoms, split_indices
+    from equiforce.evaluate import evaluate_model, format_errors
+
+    config = _config()
+    os.chdir(ROOT)
+    distorted = read_atoms(DISTORTED)
+    held_out = list(range(TRAINED_DISTORTED, len(distorted)))
+    kinds = {}
+    for k in held_out:
+        kinds.setdefault(distorted[k].info["distortion"], []).append(k)
+    test = split_indices(TRAINED_LIQUID + TRAINED_DISTORTED, config["split"], config["seed"])[2]
+    sets = {"liquid unseen (1387-1599)": (LIQUID, {"start": TRAINED_LIQUID}),
+            f"distorted unseen ({TRAINED_DISTORTED}-{len(distorted) - 1})": (DISTORTED, {"indices": held_out})}
+    sets.update({f"distorted unseen, {kind}": (DISTORTED, {"indices": ks}) for kind, ks in sorted(kinds.items())})
+    sets["fine-tune test split"] = (config["data"], {"indices": list(test)})
+    result = json.load(open(out)) if os.path.exists(out) else {}
+    for model in models:
+        name = os.path.relpath(model, ROOT)
+        entry = result.setdefault(name, {})
+        for label, (data, selection) in sets.items():
+            errors = evaluate_model(model, data, **selection)
+            errors.pop("sources", None)
+            entry[label] = {k: v for k, v in errors.items() if k not in ("first_frame", "last_frame", "data")}
+            print(f"{name}  {label}: " + format_errors(errors))
+            write_json(result, out)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["prepare"])
-    parser.parse_args(argv)
+    parser.add_argument("command", choices=["prepare", "evaluate"])
+    parser.add_argument("--models", nargs="+", default=[], help="evaluate: exported files")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "water_gfn2_round2_errors.json"))
+    args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        return evaluate([os.path.abspath(m) for m in args.models], os.path.abspath(args.out))
     return prepare()
 
 
