@@ -170,6 +170,30 @@ def test_yaml_with_an_unknown_key_is_a_clear_error(tmp_path, capsys):
     assert "learning_rate" in capsys.readouterr().err
 
 
+def test_train_repeats_visit_one_files_training_frames_more_often_and_leave_the_split_alone(tmp_path):
+    common = write_frames(tmp_path / "common.extxyz", random_frames(8, seed=5, max_atoms=8))
+    rare = write_frames(tmp_path / "rare.extxyz", random_frames(4, seed=6, max_atoms=8))
+    plain = Trainer(tiny_config([common, rare], tmp_path / "plain"))
+    weighted = Trainer(tiny_config([common, rare], tmp_path / "weighted", train_repeats=[1, 3]))
+    assert weighted.split == plain.split  # validation, test and the statistics see each frame once
+    assert weighted.model.config.atomic_energy_shifts == plain.model.config.atomic_energy_shifts
+    train = plain.split["train"]
+    from_rare = [i for i in train if i >= 8]
+    assert from_rare, "the split should put some frames of the second file into training"
+    assert len(weighted.graphs["train"]) == len(train) + 2 * len(from_rare)
+    runs = []  # [graph, consecutive visits]: each training frame's visits are listed together, in split order
+    for graph in weighted.graphs["train"]:
+        if not runs or runs[-1][0] is not graph:
+            runs.append([graph, 0])
+        runs[-1][1] += 1
+    assert [visits for _, visits in runs] == [3 if i >= 8 else 1 for i in train]
+    for (graph, _), expected in zip(runs, plain.graphs["train"]):
+        torch.testing.assert_close(graph.positions, expected.positions, rtol=0, atol=0)
+    for bad in ([1], [1, 0], [1, 1.5]):
+        with pytest.raises(ValueError, match="train_repeats"):
+            tiny_config([common, rare], tmp_path / "bad", train_repeats=bad)
+
+
 def test_fine_tuning_starts_from_the_checkpoint_weights_and_may_add_a_wall(tiny_data, tmp_path):
     train(tiny_config(tiny_data, tmp_path / "first", max_epochs=2))
     first = str(tmp_path / "first" / "best.ckpt")

@@ -23,6 +23,11 @@ class TrainConfig:
         Where ``last.ckpt``, ``best.ckpt``, ``history.csv``/``history.json`` and ``metrics.json`` go.
     max_frames
         Use only the first ``max_frames`` frames of ``data`` (``None``: all).
+    train_repeats
+        One whole number per entry of ``data``: how many times each training frame of that entry is visited per
+        epoch (``None``: once each). Weights a small set of rare configurations (distorted molecules) against a
+        large one without copying files; the validation and test splits, and the statistics that initialise
+        the model, see every frame once.
     energy_key, forces_key
         Label names in the files (calculator results, then ``info`` / ``arrays``).
     split
@@ -81,6 +86,7 @@ class TrainConfig:
     data: Union[str, List[str]]
     output_dir: str = "runs/equiforce"
     max_frames: Optional[int] = None
+    train_repeats: Optional[List[int]] = None
     energy_key: str = "energy"
     forces_key: str = "forces"
     split: List[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
@@ -138,6 +144,14 @@ class TrainConfig:
                     f"TrainConfig.{head}_weight = {weight} but the model has no {head} head: add {head!r} to "
                     f"model['heads'] (now {heads})"
                 )
+        if self.train_repeats is not None:
+            entries = 1 if isinstance(self.data, str) else len(self.data)
+            if len(self.train_repeats) != entries or any(int(r) != r or r < 1 for r in self.train_repeats):
+                raise ValueError(
+                    f"TrainConfig.train_repeats must give one whole number >= 1 per data entry ({entries}), "
+                    f"got {self.train_repeats}"
+                )
+            self.train_repeats = [int(r) for r in self.train_repeats]
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.patience is not None and self.patience < 1:

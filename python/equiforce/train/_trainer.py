@@ -90,14 +90,21 @@ class Trainer:
         checkpoint = self._checkpoint_to_resume(resume)
 
         heads = list(config.model.get("heads") or [])
-        structures = read_structures(
-            config.data,
-            config.max_frames,
-            energy_key=config.energy_key,
-            forces_key=config.forces_key,
-            dipole_key=config.dipole_key if "dipole" in heads else None,
-            polarizability_key=config.polarizability_key if "polarizability" in heads else None,
-        )
+        structures: List = []
+        entry_of_frame: List[int] = []  # [frames] index of the data entry each frame came from
+        for entry, path in enumerate([config.data] if isinstance(config.data, str) else config.data):
+            if config.max_frames is not None and len(structures) >= config.max_frames:
+                break
+            frames = read_structures(
+                path,
+                None if config.max_frames is None else config.max_frames - len(structures),
+                energy_key=config.energy_key,
+                forces_key=config.forces_key,
+                dipole_key=config.dipole_key if "dipole" in heads else None,
+                polarizability_key=config.polarizability_key if "polarizability" in heads else None,
+            )
+            structures += frames
+            entry_of_frame += [entry] * len(frames)
         splits = split_indices(len(structures), config.split, config.seed)
         self.split = dict(zip(("train", "validation", "test"), splits))  # frame indices
         self.data_fingerprint = data_fingerprint(structures)
@@ -117,6 +124,9 @@ class Trainer:
         self.sources = dataset.sources
         dataset.to(self.device, self.dtype)
         self.graphs = {name: dataset.subset(indices) for name, indices in self.split.items()}
+        if config.train_repeats is not None:  # each training frame of entry e visited train_repeats[e] times
+            visits = [i for i in self.split["train"] for _ in range(config.train_repeats[entry_of_frame[i]])]
+            self.graphs["train"] = dataset.subset(visits)
         #: Heads trained against labels (dipole, polarizability); empty: the energy-only loop, as before heads.
         self.labelled_heads = [h for h in model_config.heads if h in LABELLED_HEADS]
         self.head_weights = {"dipole": config.dipole_weight, "polarizability": config.polarizability_weight}
