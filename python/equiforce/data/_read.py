@@ -77,7 +77,7 @@ def split_frame_selection(path: str) -> "tuple[str, slice]":
         return path, slice(None)
     match = _SELECTION.match(path)
     if match is None:
-        if "@" in path and re.search(r"@-", path):
+        if re.search(r"@-\d", path):
             raise DataError(f"{path}: frame selections take non-negative indices (path@start:stop[:step])")
         return path, slice(None)
     start, stop, step = (int(match[k]) if match[k] else None for k in ("start", "stop", "step"))
