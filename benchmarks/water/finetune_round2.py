@@ -3,8 +3,9 @@
 
 The training checkpoint of the shipped model is not in the repository, but the exported file holds every weight.
 ``prepare`` rebuilds the eager model from the file (``equiforce.bench.eager_copy``) and writes it as a training
-checkpoint, ``runs/water-gfn2-round2/shipped.ckpt``, for ``init_from:`` in ``train_water_round2.yaml``; it
-checks that the rebuilt model gives the file's energy and forces on a data frame. It also prints the wall onsets
+checkpoint, ``runs/water-gfn2-round2/shipped.ckpt``, for ``init_from:`` in ``train_water_round2.yaml``; as a
+sanity check it prints the rebuilt model's energy and force error on the first data frame (the shipped file's
+errors are about 0.6 meV/atom and 36 meV/Å). It also prints the wall onsets
 (shortest distance of each element pair in the fine-tune data minus 0.03 Å, the rule of ``equiforce export
 --repulsion-from``) that the YAML sets, so the wall is zero on every frame trained on.
 
@@ -36,6 +37,9 @@ from equiforce.nn._repulsion import repulsion_radii_from_structures
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CONFIG = os.path.join(HERE, "train_water_round2.yaml")
+LIQUID = "benchmarks/water/data/water_gfn2.extxyz.xz"
+DISTORTED = "benchmarks/water/data/water_gfn2_round2_distorted.extxyz"
+TRAINED_LIQUID, TRAINED_DISTORTED = 1387, 347  # the frames the YAML takes from each file
 
 
 def _config():
@@ -69,11 +73,6 @@ def prepare() -> int:
     return 0
 
 
-LIQUID = "benchmarks/water/data/water_gfn2.extxyz.xz"
-DISTORTED = "benchmarks/water/data/water_gfn2_round2_distorted.extxyz"
-TRAINED_LIQUID, TRAINED_DISTORTED = 1387, 347  # the frames the YAML takes from each file
-
-
 def evaluate(models, out) -> int:
     import json
 
@@ -93,7 +92,10 @@ def evaluate(models, out) -> int:
             f"distorted unseen ({TRAINED_DISTORTED}-{len(distorted) - 1})": (DISTORTED, {"indices": held_out})}
     sets.update({f"distorted unseen, {kind}": (DISTORTED, {"indices": ks}) for kind, ks in sorted(kinds.items())})
     sets["fine-tune test split"] = (config["data"], {"indices": list(test)})
-    result = json.load(open(out)) if os.path.exists(out) else {}
+    result = {}
+    if os.path.exists(out):
+        with open(out) as handle:
+            result = json.load(handle)
     for model in models:
         name = os.path.relpath(model, ROOT)
         entry = result.setdefault(name, {})
