@@ -15,7 +15,7 @@ fine-tune's own test split; ``benchmarks/results/water_gfn2_round2_errors.json``
 
 Usage::
 
-    python benchmarks/water/finetune_round2.py prepare
+    python benchmarks/water/finetune_round2.py prepare [--from FILE.pt]   # default: the shipped file
     OMP_NUM_THREADS=2 equiforce train benchmarks/water/train_water_round2.yaml     # resumes
     python benchmarks/water/finetune_round2.py evaluate --models python/equiforce/models/water-gfn2.pt \
         runs/water-gfn2-round2/water-gfn2-round2.pt
@@ -47,13 +47,16 @@ def _config():
         return yaml.safe_load(handle)
 
 
-def prepare() -> int:
+def prepare(source: str = SHIPPED_MODEL) -> int:
+    """Write the YAML's ``init_from`` checkpoint from the exported file ``source`` (default: the shipped one)."""
     config = _config()
+    source = os.path.abspath(source)
     os.chdir(ROOT)  # the YAML's paths are relative to the repository root
-    module, metadata = equiforce.load_model(SHIPPED_MODEL)
+    module, metadata = equiforce.load_model(source)
     model = eager_copy(module, metadata)
     path = config["init_from"]
-    save_checkpoint(model, path, extra={"source": {"file": SHIPPED_MODEL, "created": metadata.get("created")}})
+    origin = {"file": os.path.relpath(source, ROOT), "created": metadata.get("created")}
+    save_checkpoint(model, path, extra={"source": origin})
     rebuilt = model_from_checkpoint(path).to(torch.float64)
     structures = read_structures(config["data"])
     frame = structures[0]
@@ -112,11 +115,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["prepare", "evaluate"])
     parser.add_argument("--models", nargs="+", default=[], help="evaluate: exported files")
+    parser.add_argument("--from", dest="source", default=SHIPPED_MODEL,
+                        help="prepare: the exported file to start from (default: the shipped model)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "water_gfn2_round2_errors.json"))
     args = parser.parse_args(argv)
     if args.command == "evaluate":
         return evaluate([os.path.abspath(m) for m in args.models], os.path.abspath(args.out))
-    return prepare()
+    return prepare(args.source)
 
 
 if __name__ == "__main__":
