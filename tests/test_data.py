@@ -16,6 +16,7 @@ from equiforce.data import (
     iterate_batches,
     read_atoms,
     read_structures,
+    read_structures_by_path,
     split_indices,
 )
 from equiforce.neighbors import edge_vectors, neighbor_list
@@ -101,6 +102,9 @@ def test_a_frame_selection_after_at_takes_those_frames_and_keeps_their_file_inde
     assert [s.source for s in read_structures(f"{path}@:3")] == [f"{path}:{k}" for k in range(3)]
     assert [s.source for s in read_structures([f"{path}@1:", path], max_frames=3)] == [
         f"{path}:1", f"{path}:2", f"{path}:3"]
+    groups = read_structures_by_path([f"{path}@2:6:2", f"{path}@5:", path], max_frames=5)  # per entry, cut at 5
+    assert [[s.source for s in group] for group in groups] == [
+        [f"{path}:2", f"{path}:4"], [f"{path}:5", f"{path}:6"], [f"{path}:0"]]
     with pytest.raises(DataError, match="non-negative"):
         read_structures(f"{path}@-2:")
     with pytest.raises(DataError, match="no frames"):

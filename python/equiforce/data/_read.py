@@ -141,17 +141,35 @@ def read_structures(
     -------
     list of :class:`Structure`, each with ``source = "path:index"``.
     """
+    groups = read_structures_by_path(paths, max_frames, require_energy, require_forces, energy_key, forces_key,
+                                     dipole_key, polarizability_key)
+    return [structure for group in groups for structure in group]
+
+
+def read_structures_by_path(
+    paths: Union[str, Sequence[str]],
+    max_frames: Optional[int] = None,
+    require_energy: bool = True,
+    require_forces: bool = True,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    dipole_key: Optional[str] = None,
+    polarizability_key: Optional[str] = None,
+) -> List[List[Structure]]:
+    """:func:`read_structures`, with the frames of each entry of ``paths`` in a list of their own (entries past
+    ``max_frames`` are left out): for settings given per data entry, such as ``TrainConfig.train_repeats``."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    structures: List[Structure] = []
+    groups: List[List[Structure]] = []
+    total = 0
     for given in paths:
         path, selection = split_frame_selection(os.fspath(given))
         if not os.path.exists(path):
             raise DataError(f"data file {path} does not exist")
-        if max_frames is not None and len(structures) >= max_frames:
+        if max_frames is not None and total >= max_frames:
             break
         first, step = selection.start or 0, selection.step or 1
-        remaining = None if max_frames is None else max_frames - len(structures)
+        remaining = None if max_frames is None else max_frames - total
         if selection == slice(None):
             index = ":" if remaining is None else f":{remaining}"
         else:
@@ -162,8 +180,9 @@ def read_structures(
             raise DataError(f"cannot read {given}: {type(error).__name__}: {error}") from error
         if remaining is not None:
             frames = frames[:remaining]
-        if not frames:
+        if not frames and selection != slice(None):
             raise DataError(f"{given}: the selection holds no frames")
+        group: List[Structure] = []
         for k, atoms in enumerate(frames):
             structure = structure_from_atoms(
                 atoms, f"{path}:{first + k * step}", energy_key, forces_key, dipole_key, polarizability_key
@@ -172,10 +191,12 @@ def read_structures(
                 raise DataError(f"{structure.source}: frame has no energy (key {energy_key!r})")
             if require_forces and structure.forces is None:
                 raise DataError(f"{structure.source}: frame has no forces (key {forces_key!r})")
-            structures.append(structure)
-    if not structures:
+            group.append(structure)
+        groups.append(group)
+        total += len(group)
+    if total == 0:
         raise DataError(f"no frames in {list(paths)}")
-    return structures
+    return groups
 
 
 def chemical_symbols(structures: Iterable[Structure]) -> List[str]:

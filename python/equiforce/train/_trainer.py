@@ -18,7 +18,7 @@ from ..data import (
     force_rms,
     iterate_batches,
     num_batches,
-    read_structures,
+    read_structures_by_path,
     split_indices,
 )
 from ..nn import EquivariantPotential, ModelConfig, build_model
@@ -90,21 +90,16 @@ class Trainer:
         checkpoint = self._checkpoint_to_resume(resume)
 
         heads = list(config.model.get("heads") or [])
-        structures: List = []
-        entry_of_frame: List[int] = []  # [frames] index of the data entry each frame came from
-        for entry, path in enumerate([config.data] if isinstance(config.data, str) else config.data):
-            if config.max_frames is not None and len(structures) >= config.max_frames:
-                break
-            frames = read_structures(
-                path,
-                None if config.max_frames is None else config.max_frames - len(structures),
-                energy_key=config.energy_key,
-                forces_key=config.forces_key,
-                dipole_key=config.dipole_key if "dipole" in heads else None,
-                polarizability_key=config.polarizability_key if "polarizability" in heads else None,
-            )
-            structures += frames
-            entry_of_frame += [entry] * len(frames)
+        groups = read_structures_by_path(
+            config.data,
+            config.max_frames,
+            energy_key=config.energy_key,
+            forces_key=config.forces_key,
+            dipole_key=config.dipole_key if "dipole" in heads else None,
+            polarizability_key=config.polarizability_key if "polarizability" in heads else None,
+        )
+        structures = [structure for group in groups for structure in group]
+        entry_of_frame = [entry for entry, group in enumerate(groups) for _ in group]  # [frames] data entry index
         splits = split_indices(len(structures), config.split, config.seed)
         self.split = dict(zip(("train", "validation", "test"), splits))  # frame indices
         self.data_fingerprint = data_fingerprint(structures)
