@@ -15,7 +15,9 @@
    compressed to 0.80-0.91 Å. Each kind gets a quarter of the frames; the values are drawn uniformly from the
    seed. Written to ``<out stem>_configs.npz`` of ``--out`` (default ``data/water_gfn2_round2_distorted.extxyz``).
 3. ``label``: GFN2-xTB energies and forces (the settings of ``make_dataset.py``) of the sampled frames in
-   order, appended to ``--out`` one frame at a time (resumes from the frames already there).
+   order, appended to ``--out`` one frame at a time (resumes from the frames already there). With
+   ``--hold-out-every K`` the frames of every K-th condition go last, a held-out tail (``label_order``);
+   ``frame_id`` in each frame's info is its index among the configurations.
 
 Usage (from the repository root)::
 
@@ -23,6 +25,13 @@ Usage (from the repository root)::
     OMP_NUM_THREADS=1 python benchmarks/water/active_learning.py label
     python benchmarks/water/active_learning.py distort
     OMP_NUM_THREADS=1 python benchmarks/water/active_learning.py label --out benchmarks/water/data/water_gfn2_round2_distorted.extxyz
+
+    # round 3: MD of the round-2 model up to 550 K (the start of the 400 K validation heats to 550 K)
+    python benchmarks/water/active_learning.py sample --model benchmarks/water/models/water-gfn2-round2.pt \
+        --out benchmarks/water/data/water_gfn2_round3_sampled.extxyz --t-max 550 --every-fs 20 --keep-fs 300 \
+        --after-fs 1000 --max-ps 1.5 --seed 2026
+    OMP_NUM_THREADS=1 python benchmarks/water/active_learning.py label --round 3 --hold-out-every 6 \
+        --out benchmarks/water/data/water_gfn2_round3_sampled.extxyz
 """
 import argparse
 import json
@@ -189,6 +198,16 @@ def run_distort(args):
     print(f"{len(meta)} distorted frames written to {path}: {counts}")
 
 
+def label_order(meta, hold_out_every=0):
+    """Configuration indices in the order ``label`` writes them: sampling order, but with ``hold_out_every`` = K
+    > 0 the conditions c with c % K == K - 1 go last (in order), so ``file@:n`` with n the number of the other
+    conditions' frames selects training frames and the tail is a held-out set spread over the temperatures."""
+    def held_out(k):
+        return hold_out_every > 0 and "condition" in meta[k] and meta[k]["condition"] % hold_out_every == hold_out_every - 1
+
+    return sorted(range(len(meta)), key=lambda k: (held_out(k), k))
+
+
 def run_label(args):
     from ase import Atoms
 
@@ -197,19 +216,21 @@ def run_label(args):
 
     data = np.load(_configs_path(args.out), allow_pickle=False)
     positions, meta = data["positions_A"], json.loads(str(data["meta"]))
+    order = label_order(meta, args.hold_out_every)
     done = cut_incomplete_frame(args.out)[0] if os.path.exists(args.out) else 0  # a killed run loses one frame
-    for k in range(done, len(positions)):
+    for position, k in enumerate(order[done:], start=done):
         info = meta[k]
         edge = info["box_edge_A"]
         atoms = Atoms(["O", "H", "H"] * N_MOLECULES, positions=positions[k], cell=np.diag([edge] * 3), pbc=True)
-        atoms.info.update(info, frame_id=k, round=2, source_model=str(data["model"]))
+        atoms.info.update(info, frame_id=k, round=args.round, source_model=str(data["model"]))
         start = time.time()
         labelled = label(atoms)
         with open(args.out, "a") as handle:
             handle.write(frame_to_text(labelled))
             handle.flush()
             os.fsync(handle.fileno())
-        print(f"frame {k + 1}/{len(positions)} labelled in {time.time() - start:.1f} s", flush=True)
+        print(f"frame {position + 1}/{len(order)} (configuration {k}) labelled in {time.time() - start:.1f} s",
+              flush=True)
 
 
 def main(argv=None):
@@ -229,6 +250,9 @@ def main(argv=None):
     parser.add_argument("--keep-fs", type=float, default=400.0)
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--distort-every", type=int, default=4, help="distort: use every n-th data frame")
+    parser.add_argument("--round", type=int, default=2, help="label: the 'round' written into each frame's info")
+    parser.add_argument("--hold-out-every", type=int, default=0,
+                        help="label: write the frames of every K-th condition (c %% K == K-1) last, a held-out tail")
     args = parser.parse_args(argv)
     {"sample": run_sample, "distort": run_distort, "label": run_label}[args.phase](args)
 
