@@ -330,6 +330,7 @@ def analyse(runs: Dict[str, ValidationRun], args: argparse.Namespace) -> Dict:
     styles = {"nvt-300": ("C0", "-"), "nvt-400": ("C3", "-"), "tip3pfb-300": ("C0", "--"),
               "tip3pfb-400": ("C3", "--")}
     for name, run in runs.items():
+        run.progress = run._read_progress()  # another process may have run it since this one started
         log = run.log()
         entry = {"engine": run.spec.engine, "temperature_K": run.spec.temperature_K, "npt": run.spec.npt,
                  "timestep_fs": run.dt_fs, "simulated_ps": run.progress["steps"] * run.dt_fs / 1000.0,
