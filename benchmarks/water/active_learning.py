@@ -17,7 +17,8 @@
 3. ``label``: GFN2-xTB energies and forces (the settings of ``make_dataset.py``) of the sampled frames in
    order, appended to ``--out`` one frame at a time (resumes from the frames already there). With
    ``--hold-out-every K`` the frames of every K-th condition go last, a held-out tail (``label_order``);
-   ``frame_id`` in each frame's info is its index among the configurations.
+   ``frame_id`` in each frame's info is its index among the configurations; a resumed ``label`` must be given
+   the same ``--hold-out-every`` (the order decides which frame comes next).
 
 Usage (from the repository root)::
 
