@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from equiforce.bench import describe_machine, write_json
-    from equiforce.bench._nve import TEMPERATURE_K, _system
+    from equiforce.bench import NVE_TEMPERATURE_K as TEMPERATURE_K, nve_system
     from equiforce.demo import SHIPPED_MODEL
     from equiforce.systems import water_box
     from equiforce.units import boltzmann_kj_per_mol
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     contexts = {}
     for dtype in ("float64", "float32"):
         integrator = openmm.VerletIntegrator(0.5 * unit.femtoseconds)
-        contexts[dtype] = (openmm.Context(_system("equiforce", dtype, SHIPPED_MODEL, topology), integrator, platform,
+        contexts[dtype] = (openmm.Context(nve_system("equiforce", dtype, SHIPPED_MODEL, topology), integrator, platform,
                                           {"Threads": "1"}), integrator)
     with open(args.state) as handle:
         contexts["float64"][0].setState(openmm.XmlSerializer.deserialize(handle.read()))

@@ -17,7 +17,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def export_variants(directory: str) -> dict:
     """The shipped model's weights exported as 'e3nn' and 'fused' files; returns name -> path."""
-    from equiforce.bench._variants import export_shipped_variants
+    from equiforce.bench import export_shipped_variants
 
     return export_shipped_variants(directory, {  # as recorded: the radial MLPs in both
         "e3nn": dict(fused_convolution=False, radial_table_knots=None),
@@ -26,7 +26,7 @@ def export_variants(directory: str) -> dict:
 
 def main(argv=None) -> int:
     sys.path.insert(0, os.path.join(REPOSITORY, "python"))
-    from equiforce.bench._variants import variants_main
+    from equiforce.bench import variants_main
 
     out = os.path.join(REPOSITORY, "benchmarks", "results", "fused_convolution_cpu.json")
     return variants_main(__doc__.split("\n\n")[0], out, export_variants, argv)

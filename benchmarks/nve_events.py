@@ -56,7 +56,7 @@ def open_case(args, protocol, case_dir):
     import openmm
     from openmm import unit
 
-    from equiforce.bench._nve import TEMPERATURE_K, _start, _system
+    from equiforce.bench import NVE_TEMPERATURE_K as TEMPERATURE_K, nve_system, start_nve
     from equiforce.systems import water_box
 
     topology, grid = water_box(args.molecules, 1.0, seed=protocol.seed)
@@ -66,7 +66,7 @@ def open_case(args, protocol, case_dir):
         TEMPERATURE_K * unit.kelvin, protocol.equilibration_friction_per_ps / unit.picosecond, dt))
     integrator.addIntegrator(openmm.VerletIntegrator(dt))
     integrator.getIntegrator(0).setRandomNumberSeed(protocol.seed)
-    context = openmm.Context(_system("equiforce", args.dtype, args.model, topology), integrator,
+    context = openmm.Context(nve_system("equiforce", args.dtype, args.model, topology), integrator,
                              openmm.Platform.getPlatformByName(protocol.platform), protocol.platform_properties())
     trace_path = os.path.join(case_dir, "trace.npy")
     if os.path.exists(trace_path):
@@ -76,7 +76,7 @@ def open_case(args, protocol, case_dir):
         frames = list(np.load(os.path.join(case_dir, "positions.npy")))
         return context, integrator, topology, np.load(trace_path).tolist(), frames
     os.makedirs(case_dir, exist_ok=True)
-    _start(context, integrator, topology, grid, args.timestep, protocol)
+    start_nve(context, integrator, topology, grid, args.timestep, protocol)
     return context, integrator, topology, [], []
 
 
@@ -115,7 +115,7 @@ def save(case_dir, context, rows, frames):
 
 def recorded_series(path, key):
     """The benchmark's (time, kinetic, potential) series of case ``key`` from its JSON, or None."""
-    from equiforce.bench._nve import case_key
+    from equiforce.bench import case_key
 
     if not os.path.exists(path):
         return None
@@ -284,9 +284,9 @@ def main(argv=None) -> int:
     from openmm import unit
     from tqdm import tqdm
 
-    from equiforce.bench._machine import describe_machine, file_sha256
-    from equiforce.bench._nve import RUNAWAY_FACTOR, TEMPERATURE_K, NVEProtocol, case_key
-    from equiforce.bench._speed import benchmark_model, write_json
+    from equiforce.bench import describe_machine, file_sha256
+    from equiforce.bench import NVE_RUNAWAY_FACTOR as RUNAWAY_FACTOR, NVE_TEMPERATURE_K as TEMPERATURE_K, NVEProtocol, case_key
+    from equiforce.bench import benchmark_model, write_json
     from equiforce.export import read_metadata
     from equiforce.units import boltzmann_kj_per_mol
     from equiforce.water_geometry import EXTREME_NAMES

@@ -18,7 +18,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def export_variants(directory: str) -> dict:
     """The shipped model's weights exported as 'mlp' and 'table' files; returns name -> path."""
-    from equiforce.bench._variants import export_shipped_variants
+    from equiforce.bench import export_shipped_variants
     from equiforce.nn import DEFAULT_KNOTS
 
     return export_shipped_variants(directory, {
@@ -28,7 +28,7 @@ def export_variants(directory: str) -> dict:
 
 def main(argv=None) -> int:
     sys.path.insert(0, os.path.join(REPOSITORY, "python"))
-    from equiforce.bench._variants import variants_main
+    from equiforce.bench import variants_main
 
     out = os.path.join(REPOSITORY, "benchmarks", "results", "radial_table_cpu.json")
     return variants_main(__doc__.split("\n\n")[0], out, export_variants, argv)

@@ -18,7 +18,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def export_variants(directory: str) -> dict:
     """The shipped model's weights exported as 'e3nn slices' and 'split' files; returns name -> path."""
-    from equiforce.bench._speed import eager_copy
+    from equiforce.bench import eager_copy
     from equiforce.demo import SHIPPED_MODEL
     from equiforce.export import export_model, load_model
     from equiforce.nn._split_slices import e3nn_slices
@@ -35,7 +35,7 @@ def export_variants(directory: str) -> dict:
 
 def main(argv=None) -> int:
     sys.path.insert(0, os.path.join(REPOSITORY, "python"))
-    from equiforce.bench._variants import variants_main
+    from equiforce.bench import variants_main
 
     out = os.path.join(REPOSITORY, "benchmarks", "results", "tp_split_cpu.json")
     return variants_main(__doc__.split("\n\n")[0], out, export_variants, argv)

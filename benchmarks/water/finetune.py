@@ -31,7 +31,7 @@ import torch
 import yaml
 
 import equiforce
-from equiforce.bench._speed import eager_copy
+from equiforce.bench import eager_copy
 from equiforce.checkpoint import model_from_checkpoint, save_checkpoint
 from equiforce.data import read_structures
 from equiforce.data._read import split_frame_selection
@@ -113,7 +113,7 @@ def prepare(config_path: str = DEFAULT_CONFIG, source: str = SHIPPED_MODEL) -> i
 def evaluate(models, out, config_path: str = DEFAULT_CONFIG) -> int:
     import json
 
-    from equiforce.bench._speed import write_json
+    from equiforce.bench import write_json
     from equiforce.data import split_indices
     from equiforce.evaluate import evaluate_model, format_errors
 

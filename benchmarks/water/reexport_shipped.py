@@ -19,9 +19,9 @@ import torch
 
 import equiforce
 from equiforce.bench import WaterCase
-from equiforce.bench._machine import file_sha256
-from equiforce.bench._speed import eager_copy
-from equiforce.bench._variants import energy_and_forces
+from equiforce.bench import file_sha256
+from equiforce.bench import eager_copy
+from equiforce.bench import energy_and_forces
 from equiforce.demo import SHIPPED_MODEL
 
 

@@ -52,7 +52,7 @@ def variant_configs(config):
 def export_variants(directory):
     """The shipped weights exported (float64, tables) with each wall; returns name -> path."""
     import equiforce
-    from equiforce.bench._speed import eager_copy
+    from equiforce.bench import eager_copy
     from equiforce.demo import SHIPPED_MODEL
 
     module, metadata = equiforce.load_model(SHIPPED_MODEL)
@@ -107,7 +107,7 @@ def verlet(method, path, state_file, dt_fs, radii_config):
     import openmm
     from openmm import unit
 
-    from equiforce.bench._nve import _system
+    from equiforce.bench import nve_system
     from equiforce.systems import equilibrate_classically, water_topology
     from equiforce.units import boltzmann_kj_per_mol
     from equiforce.water_geometry import wall_contacts
@@ -116,7 +116,7 @@ def verlet(method, path, state_file, dt_fs, radii_config):
         state = openmm.XmlSerializer.deserialize(handle.read())
     box = state.getPeriodicBoxVectors()
     topology = water_topology(state.getPositions(asNumpy=True).shape[0] // 3, box[0][0].value_in_unit(unit.nanometer))
-    system = _system("classical" if method == "TIP3P-FB" else "equiforce", "float64", path, topology)
+    system = nve_system("classical" if method == "TIP3P-FB" else "equiforce", "float64", path, topology)
     integrator = openmm.VerletIntegrator(dt_fs * unit.femtoseconds)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
     context.setPeriodicBoxVectors(*box)
@@ -204,8 +204,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.join(REPOSITORY, "python"))
     import torch
 
-    from equiforce.bench._machine import describe_machine
-    from equiforce.bench._speed import write_json
+    from equiforce.bench import describe_machine
+    from equiforce.bench import write_json
 
     torch.set_num_threads(1)
     os.makedirs(args.work, exist_ok=True)

@@ -33,7 +33,7 @@ from ._threads import torch_threads
 
 #: A sampled temperature above this multiple of the start temperature marks the run as failed (a runaway).
 RUNAWAY_FACTOR = 3.0
-TEMPERATURE_K = 300.0
+TEMPERATURE_K = 300.0  # NVT before every NVE run (K)
 
 
 class NVEInterrupted(Exception):
@@ -65,7 +65,9 @@ def case_key(method: str, dtype: str, dt_fs: float, n_molecules: int) -> str:
     return f"{method}-{dtype}-{dt_fs:g}fs-{n_molecules}mol"
 
 
-def _system(method: str, dtype: str, model_file: str, topology) -> openmm.System:
+def nve_system(method: str, dtype: str, model_file: str, topology) -> openmm.System:
+    """The system an NVE case runs: ``method`` "classical" (flexible TIP3P-FB, tight Ewald tolerance, switched
+    cutoff) or "equiforce" (the model file as a TorchForce in ``dtype``)."""
     if method == "classical":
         edge = topology.getPeriodicBoxVectors()[0][0].value_in_unit(unit.nanometer)
         system = classical_water_system(topology, cutoff_nm=min(0.9, 0.45 * edge), ewald_tolerance=1e-6)
@@ -82,7 +84,7 @@ def _system(method: str, dtype: str, model_file: str, topology) -> openmm.System
     return system
 
 
-def _start(context, integrator, topology, grid_nm: np.ndarray, dt_fs: float, protocol: NVEProtocol) -> None:
+def start_nve(context, integrator, topology, grid_nm: np.ndarray, dt_fs: float, protocol: NVEProtocol) -> None:
     """Liquid start (classical), then NVT with the method under test; leaves the Verlet integrator selected."""
     if protocol.classical_ps > 0:
         positions, velocities = equilibrate_classically(topology, grid_nm, TEMPERATURE_K, protocol.classical_ps,
@@ -156,7 +158,7 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
         TEMPERATURE_K * unit.kelvin, protocol.equilibration_friction_per_ps / unit.picosecond, dt))
     integrator.addIntegrator(openmm.VerletIntegrator(dt))
     integrator.getIntegrator(0).setRandomNumberSeed(protocol.seed)
-    context = openmm.Context(_system(method, dtype, model_file, topology), integrator,
+    context = openmm.Context(nve_system(method, dtype, model_file, topology), integrator,
                              openmm.Platform.getPlatformByName(protocol.platform), protocol.platform_properties())
     label = f"NVE {method} {dtype} {dt_fs} fs"
     case_dir = os.path.join(work_dir, case_key(method, dtype, dt_fs, n_molecules)) if work_dir else None
@@ -172,7 +174,7 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
             os.makedirs(case_dir, exist_ok=True)
             with open(os.path.join(case_dir, "model_sha256"), "w") as handle:
                 handle.write(f"{model_sha256 or 'classical'}\n")
-        _start(context, integrator, topology, grid, dt_fs, protocol)
+        start_nve(context, integrator, topology, grid, dt_fs, protocol)
 
     n_samples = int(round(protocol.duration_ps * 1000.0 / dt_fs)) // protocol.sample_every + 1
     n_atoms = topology.getNumAtoms()
