@@ -12,6 +12,7 @@ Before the file is replaced, the script checks that
 
 and prints both sha256 sums and the differences. Usage: ``python benchmarks/water/reexport_shipped.py``.
 """
+import argparse
 import os
 import sys
 
@@ -25,7 +26,8 @@ from equiforce.bench import energy_and_forces
 from equiforce.demo import SHIPPED_MODEL
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # no options; --help
     old_module, metadata = equiforce.load_model(SHIPPED_MODEL)
     eager = eager_copy(old_module, metadata)
     partial = SHIPPED_MODEL + ".new"
