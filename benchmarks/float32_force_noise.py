@@ -45,8 +45,8 @@ def main(argv=None) -> int:
     from openmm import unit
     from tqdm import tqdm
 
-    from equiforce.bench import describe_machine, write_json
-    from equiforce.bench import NVE_TEMPERATURE_K as TEMPERATURE_K, nve_system
+    from equiforce.bench import NVE_TEMPERATURE_K as TEMPERATURE_K
+    from equiforce.bench import describe_machine, nve_system, write_json
     from equiforce.demo import SHIPPED_MODEL
     from equiforce.systems import water_box
     from equiforce.units import boltzmann_kj_per_mol

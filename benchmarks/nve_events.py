@@ -284,9 +284,9 @@ def main(argv=None) -> int:
     from openmm import unit
     from tqdm import tqdm
 
-    from equiforce.bench import describe_machine, file_sha256
-    from equiforce.bench import NVE_RUNAWAY_FACTOR as RUNAWAY_FACTOR, NVE_TEMPERATURE_K as TEMPERATURE_K, NVEProtocol, case_key
-    from equiforce.bench import benchmark_model, write_json
+    from equiforce.bench import NVE_RUNAWAY_FACTOR as RUNAWAY_FACTOR
+    from equiforce.bench import NVE_TEMPERATURE_K as TEMPERATURE_K
+    from equiforce.bench import NVEProtocol, benchmark_model, case_key, describe_machine, file_sha256, write_json
     from equiforce.export import read_metadata
     from equiforce.units import boltzmann_kj_per_mol
     from equiforce.water_geometry import EXTREME_NAMES

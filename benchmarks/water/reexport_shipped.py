@@ -19,10 +19,7 @@ import sys
 import torch
 
 import equiforce
-from equiforce.bench import WaterCase
-from equiforce.bench import file_sha256
-from equiforce.bench import eager_copy
-from equiforce.bench import energy_and_forces
+from equiforce.bench import WaterCase, eager_copy, energy_and_forces, file_sha256
 from equiforce.demo import SHIPPED_MODEL
 
 

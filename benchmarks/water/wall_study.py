@@ -204,8 +204,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.join(REPOSITORY, "python"))
     import torch
 
-    from equiforce.bench import describe_machine
-    from equiforce.bench import write_json
+    from equiforce.bench import describe_machine, write_json
 
     torch.set_num_threads(1)
     os.makedirs(args.work, exist_ok=True)

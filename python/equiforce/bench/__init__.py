@@ -4,14 +4,17 @@ from ._nve import RUNAWAY_FACTOR as NVE_RUNAWAY_FACTOR
 from ._nve import TEMPERATURE_K as NVE_TEMPERATURE_K
 from ._nve import NVEInterrupted, NVEProtocol, case_key, nve_system, nve_table, run_nve, run_nve_case, start_nve
 from ._plots import plot_nve, plot_speed
-from ._speed import (METHODS, PEER_METHODS, WaterCase, bare_step, benchmark_model, eager_copy, make_step, run_speed, speed_goals,
-                     speed_table, write_json)
+from ._speed import (METHODS, PEER_METHODS, WaterCase, bare_step, benchmark_model, eager_copy, make_step, run_speed,
+                     speed_goals, speed_table, write_json)
 from ._timing import ns_per_day, time_steps
 from ._variants import energy_and_forces, export_shipped_variants, variants_main
 
 __all__ = [
-    "describe_machine", "run_speed", "speed_table", "speed_goals", "run_nve", "run_nve_case", "NVEProtocol", "NVEInterrupted",
-    "nve_table", "nve_system", "start_nve", "NVE_TEMPERATURE_K", "NVE_RUNAWAY_FACTOR", "case_key", "eager_copy", "plot_nve", "plot_speed",
-    "write_json", "benchmark_model", "METHODS", "PEER_METHODS", "ns_per_day", "time_steps", "WaterCase", "bare_step",
-    "make_step", "file_sha256", "energy_and_forces", "export_shipped_variants", "variants_main",
+    "describe_machine", "file_sha256",
+    "run_speed", "speed_table", "speed_goals", "write_json", "benchmark_model", "METHODS", "PEER_METHODS", "WaterCase",
+    "bare_step", "make_step", "eager_copy", "ns_per_day", "time_steps",
+    "run_nve", "run_nve_case", "NVEProtocol", "NVEInterrupted", "nve_table", "nve_system", "start_nve", "case_key",
+    "NVE_TEMPERATURE_K", "NVE_RUNAWAY_FACTOR",
+    "plot_nve", "plot_speed",
+    "energy_and_forces", "export_shipped_variants", "variants_main",
 ]
