@@ -279,3 +279,28 @@ def test_the_nve_plot_draws_a_grid_of_runs_and_skips_an_empty_result(tmp_path):
     assert plot_nve({"records": [ok, failed]}, str(path)) and path.stat().st_size > 0
     assert not plot_nve({"records": []}, str(tmp_path / "empty.png"))
     assert not (tmp_path / "empty.png").exists()
+
+
+def test_the_speed_goal_thresholds_are_the_specification_as_method_over_torchforce_time():
+    from equiforce.bench._speed import PEER_METHODS, goal_thresholds
+
+    thresholds = goal_thresholds()
+    assert thresholds["ase"] == 1.3 and thresholds["pythonforce"] == 1.3
+    assert all(thresholds[peer] == 1.5 for peer in PEER_METHODS)
+    assert math.isclose(thresholds["bare-torchscript"], 1 / 1.05)
+
+
+def test_replot_rewrites_table_and_plot_from_the_json_alone(tmp_path, capsys):
+    from equiforce.cli import main
+
+    records = [{"system": f"water-{m}", "n_atoms": 3 * m, "method": method, "platform": "CPU", "dtype": "float32",
+                "ms_per_step": ms * m, "ns_per_day": 86.4 / (ms * m)}
+               for m in (32, 128) for method, ms in [("torchforce", 1.0), ("ase", 1.2), ("bare-torchscript", 0.98)]]
+    out = tmp_path / "speed.json"
+    out.write_text(json.dumps({"machine": {}, "records": records}))
+    assert main(["bench", "speed", "--replot", "--out", str(out)]) == 0
+    table = (tmp_path / "speed.md").read_text()
+    assert "| ase / torchforce | ≥ 1.3 | 1.20 | 1.20 |" in table
+    assert (tmp_path / "speed.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="no results file"):
+        main(["bench", "nve", "--replot", "--out", str(tmp_path / "missing.json")])

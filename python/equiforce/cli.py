@@ -119,6 +119,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     results = "benchmarks/results"
     out = args.out or os.path.join(results, f"{args.what}_quick.json" if args.quick else f"{args.what}.json")
+    if args.replot:
+        return _replot_bench(args.what, out)
     if args.quick and os.path.exists(out):  # a quick run checks the pipeline: always afresh, never continued
         os.remove(out)
     if args.what == "speed":
@@ -150,6 +152,32 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print("no NVE run has finished yet: no plot")
     print(table)
     print(f"wrote {out}")
+    return 0
+
+
+def _replot_bench(what: str, out: str) -> int:
+    """Rewrite the markdown table and the plot beside a benchmark's JSON from the JSON alone (nothing runs)."""
+    import json
+    import os
+
+    from . import bench
+
+    if not os.path.exists(out):
+        raise SystemExit(f"equiforce bench {what} --replot: no results file {out} (name it with --out)")
+    with open(out) as handle:
+        result = json.load(handle)
+    stem = os.path.splitext(out)[0]
+    if what == "speed":
+        table = bench.speed_table(result) + "\n\n" + bench.speed_goals(result)
+        bench.plot_speed(result, stem + ".png")
+    else:
+        table = bench.nve_table(result)
+        if not bench.plot_nve(result, stem + ".png"):
+            print("no NVE run has finished yet: no plot")
+    with open(stem + ".md", "w") as handle:
+        handle.write(table + "\n")
+    print(table)
+    print(f"rewrote {stem}.md and {stem}.png from {out}")
     return 0
 
 
@@ -247,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("what", choices=["speed", "nve"])
     bench.add_argument("--quick", action="store_true", help="smallest system, few steps (checks the pipeline)")
     bench.add_argument("--out", default=None, help="JSON file (a .md table and a .png plot are written beside it)")
+    bench.add_argument("--replot", action="store_true",
+                       help="run nothing: rewrite the .md table and .png plot from the --out JSON")
     bench.add_argument("--model", default=None, help="exported model (default: shipped water model or same size)")
     bench.add_argument("--molecules", type=int, nargs="+", default=None, help="water box sizes (molecules)")
     bench.add_argument("--timesteps", type=float, nargs="+", default=None, help="nve: fs (default 0.25 0.5 1.0)")

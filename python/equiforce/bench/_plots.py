@@ -7,6 +7,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ._speed import goal_thresholds  # noqa: E402
+
 
 def plot_nve(result: Dict, path: str) -> bool:
     """Potential and kinetic energy (left scale) and their total (right scale, magnified), kJ/mol shifted to
@@ -69,8 +71,11 @@ def plot_nve(result: Dict, path: str) -> bool:
 
 
 def plot_speed(result: Dict, path: str) -> None:
-    """ms/step against atom count, one line per method and dtype (log-log)."""
-    fig, axis = plt.subplots(figsize=(8.5, 4.5))
+    """Two panels, log-log against atom count. Left: ms/step, one line per method and dtype (dashed: float64).
+    Right: each method's time over torchforce's in the same dtype at the same size, so 1 is torchforce and a
+    point above it is slower; the goals' thresholds (1.3 for ASE and PythonForce, 1.5 for NequIP, 1/1.05 for
+    the bare TorchScript pass; `goal_thresholds`) are dotted lines in the method's colour."""
+    fig, (axis, ratio_axis) = plt.subplots(1, 2, figsize=(12.5, 4.8))
     lines: Dict = {}
     for record in result["records"]:
         lines.setdefault((record["method"], record["dtype"]), []).append((record["n_atoms"], record["ms_per_step"]))
@@ -80,11 +85,24 @@ def plot_speed(result: Dict, path: str) -> None:
         points.sort()
         axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=colours[method],
                   linestyle="--" if dtype == "float64" else "-", label=f"{method} ({dtype})")
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xlabel("atoms")
+        reference = dict(lines.get(("torchforce", dtype), []))
+        ratios = [(n, ms / reference[n]) for n, ms in points if n in reference]
+        if method != "torchforce" and ratios:
+            ratio_axis.plot([p[0] for p in ratios], [p[1] for p in ratios], marker="o", color=colours[method],
+                            linestyle="--" if dtype == "float64" else "-")
+    for method, threshold in goal_thresholds().items():
+        if method in colours:
+            ratio_axis.axhline(threshold, color=colours[method], linestyle=":", linewidth=1)
+    ratio_axis.axhline(1.0, color="black", linewidth=1)
+    for each in (axis, ratio_axis):
+        each.set_xscale("log")
+        each.set_yscale("log")
+        each.set_xlabel("atoms")
     axis.set_ylabel("ms / step")
-    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: no line hidden
+    ratio_axis.set_ylabel("time / torchforce time (same dtype)")
+    ratio_axis.set_title("above 1: slower than torchforce; dotted: goal", fontsize=9)
+    ratio_axis.legend(handles=axis.get_lines(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+

@@ -339,6 +339,18 @@ SPEED_GOALS = [
 ]
 
 
+def goal_thresholds() -> Dict[str, float]:
+    """The goals of SPEED_GOALS as thresholds on one ratio, a method's ms/step over torchforce's: the peers
+    must lie above theirs (ASE and PythonForce 1.3, each NequIP variant 1.5), the bare TorchScript pass above
+    1/1.05 (torchforce at most 5 % slower than it)."""
+    thresholds = {}
+    for _, method, _, goal in SPEED_GOALS:
+        value = float(goal.split()[-1])
+        for name in (PEER_METHODS if method == "nequip" else [method]):
+            thresholds[name] = 1.0 / value if goal.startswith("≤") else value
+    return thresholds
+
+
 def speed_goals(result: Dict) -> str:
     """Markdown table of the time ratios that the goals are stated in, per box, float32."""
     times = {(r["system"], r["method"], r["dtype"]): r["ms_per_step"] for r in result["records"]}
