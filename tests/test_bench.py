@@ -304,3 +304,35 @@ def test_replot_rewrites_table_and_plot_from_the_json_alone(tmp_path, capsys):
     assert (tmp_path / "speed.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="no results file"):
         main(["bench", "nve", "--replot", "--out", str(tmp_path / "missing.json")])
+
+
+def test_block_sensitivity_finds_a_planted_drift_and_no_drift_in_noise(tmp_path):
+    import importlib.util
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                          "nve_block_sensitivity.py")
+    spec = importlib.util.spec_from_file_location("nve_block_sensitivity", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    time_ps = np.linspace(0.0, 20.0, 4001)
+    kinetic = 400.0 + 20.0 * np.sin(40.0 * time_ps)  # kJ/mol
+    records = []
+    for slope in (0.0, 0.5):  # kJ/mol/ps; noise 0.3 kJ/mol, so 0.5 kJ/mol/ps is unmistakable over 20 ps
+        potential = -kinetic + slope * time_ps + rng.normal(0.0, 0.3, len(time_ps))
+        records.append({"method": "equiforce", "dtype": "float64", "dt_fs": 0.5, "n_atoms": 96, "failed": None,
+                        "drift_kT_per_ns_per_dof": 0.0, "drift_stderr_kT_per_ns_per_dof": 1.0,
+                        "series": {"time_ps": time_ps.tolist(), "kinetic": kinetic.tolist(),
+                                   "potential": potential.tolist()}})
+    records.append(dict(records[0], failed="runaway"))  # a failed run has no drift to recompute
+    source = tmp_path / "nve.json"
+    source.write_text(json.dumps({"records": records}))
+    out = tmp_path / "sensitivity.json"
+    assert module.main([str(source), "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["verdict"] for row in rows] == ["none", "drift"]
+    from equiforce.units import boltzmann_kj_per_mol
+
+    kT_ns_dof = 1000.0 / boltzmann_kj_per_mol(300.0) / (3 * 96 - 3)  # kJ/mol/ps -> kT/ns/dof at 300 K
+    assert math.isclose(rows[1]["blocks"]["10"]["drift_kT_per_ns_per_dof"], 0.5 * kT_ns_dof, rel_tol=0.02)
+    assert (tmp_path / "sensitivity.md").read_text().count("\n") == 4
