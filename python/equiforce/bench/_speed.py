@@ -14,7 +14,8 @@ from openmm import unit
 
 from ..export import load_model
 from ..export._metadata import DTYPES
-from ..nn import EquivariantPotential, ModelConfig, copy_radial_tables, set_fused_convolution
+from ..nn import (EquivariantPotential, ModelConfig, copy_radial_tables, copy_self_interaction_matrices,
+                  set_fused_convolution)
 from ..openmm import create_force, species_for_atoms
 from ..systems import classical_water_system, water_box
 from ..units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
@@ -169,6 +170,8 @@ def eager_copy(module: torch.jit.ScriptModule, metadata: dict) -> EquivariantPot
     model = model.to(DTYPES[metadata["dtype"]]).eval()
     if metadata.get("radial_table"):  # the file's own tables (non-persistent buffers, kept by TorchScript)
         copy_radial_tables(module, model)
+    if metadata.get("self_interaction_matrix"):  # and its self-interaction matrices, likewise
+        copy_self_interaction_matrices(module, model)
     return model
 
 

@@ -28,11 +28,14 @@ class ModelFileError(ValueError):
 
 
 def build_metadata(config: ModelConfig, dtype: str, fused_convolution: bool = False,
-                   radial_table: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                   radial_table: Optional[Dict[str, Any]] = None,
+                   self_interaction_matrix: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Everything a reader needs to use a file without the Python objects that made it.
 
     ``radial_table``: None (the blocks run their radial MLPs) or {"knots", "spacing_angstrom",
-    "max_relative_error"} of the tables the file interpolates."""
+    "max_relative_error"} of the tables the file interpolates. ``self_interaction_matrix``: None (e3nn's
+    self-interaction modules) or {"max_relative_error"} of the measured matrices the blocks use instead (plain
+    torch code inside the file, so this needs no new format)."""
     return {
         "format_version": FORMAT_VERSION,
         "equiforce_version": __version__,
@@ -46,6 +49,7 @@ def build_metadata(config: ModelConfig, dtype: str, fused_convolution: bool = Fa
         "config": config.to_dict(),
         "fused_convolution": bool(fused_convolution),
         "radial_table": radial_table,
+        "self_interaction_matrix": self_interaction_matrix,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -7,6 +7,7 @@ from ._model import AtomicEnergies, EquivariantPotential, hidden_irreps, spheric
 from ._property_model import PropertyModel, build_model
 from ._radial import PolynomialEnvelope, RadialEmbedding
 from ._radial_table import DEFAULT_KNOTS, copy_radial_tables, knot_spacing, set_radial_table
+from ._self_interaction_matrix import copy_self_interaction_matrices, set_self_interaction_matrix
 
 __all__ = [
     "ModelConfig",
@@ -28,6 +29,8 @@ __all__ = [
     "copy_radial_tables",
     "knot_spacing",
     "DEFAULT_KNOTS",
+    "set_self_interaction_matrix",
+    "copy_self_interaction_matrices",
     "RadialEmbedding",
     "PolynomialEnvelope",
     "hidden_irreps",

@@ -108,6 +108,11 @@ class Interaction(nn.Module):
         self.self_interaction = o3.FullyConnectedTensorProduct(
             irreps_in, o3.Irreps(f"{num_species}x0e"), self.gate.irreps_in
         )
+        # The same self-interaction as one matrix product, [irreps_in.dim, num_species * gate.irreps_in.dim]
+        # (column block s: the linear map of species s), used when ``matrix_self_interaction`` is on
+        # (set_self_interaction_matrix; exported models). Not persistent: it is measured from the weights.
+        self.register_buffer("self_interaction_matrix", torch.zeros(0, 0), persistent=False)
+        self.matrix_self_interaction = False
         self.residual = irreps_in == self.irreps_out
 
     def forward(
@@ -118,7 +123,10 @@ class Interaction(nn.Module):
         edge_sh [E, irreps_sh.dim], edge_radial [E, num_basis] (unused with a radial table: may be empty),
         lengths [E] Å -> [N, irreps_out.dim]."""
         centre, neighbour = edge_index[0], edge_index[1]
-        self_part = self.self_interaction(features, species_onehot)
+        if self.uses_self_interaction_matrix():
+            self_part = self.matrix_self_interaction_of(features, species_onehot, self.self_interaction_matrix)
+        else:
+            self_part = self.self_interaction(features, species_onehot)  # [N, gate.irreps_in.dim]
         h = self.linear_up(features)
         if self.uses_radial_table(lengths):
             weights = torch.ops.equiforce.radial_spline(lengths, self.radial_table, self.radial_table_spacing)
@@ -137,6 +145,27 @@ class Interaction(nn.Module):
         if self.residual:
             out = out + features
         return out
+
+    @torch.jit.export
+    def matrix_self_interaction_of(self, features: Tensor, species_onehot: Tensor, matrix: Tensor) -> Tensor:
+        """The self-interaction from its matrices: features [N, D_in], species_onehot [N, S],
+        matrix [D_in, S * D_out] -> [N, D_out] = sum_s onehot[:, s] * (features @ matrix)[:, s-th block]."""
+        n_atoms, n_species = species_onehot.shape[0], species_onehot.shape[1]
+        per_species = torch.mm(features, matrix).view(n_atoms, n_species, -1)  # [N, S, D_out]
+        return (per_species * species_onehot.unsqueeze(2)).sum(dim=1)
+
+    @torch.jit.export
+    def uses_self_interaction_matrix(self) -> bool:
+        """Whether this forward uses the measured self-interaction matrices instead of e3nn's module: when
+        they are switched on. In training mode they are refused (the weights would get no gradient)."""
+        if not self.matrix_self_interaction:
+            return False
+        if self.training:
+            raise RuntimeError(
+                "this model computes its self-interaction from measured matrices, which are for inference: call "
+                "model.eval(), or switch them off (equiforce.nn.set_self_interaction_matrix(model, False)) to train"
+            )
+        return True
 
     @torch.jit.export
     def uses_radial_table(self, lengths: Tensor) -> bool:
