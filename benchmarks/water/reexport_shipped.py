@@ -5,10 +5,10 @@ The training checkpoint is not part of the repository; the exported file holds e
 model is rebuilt from the file's configuration and state (``equiforce.bench.eager_copy``) and exported again.
 Before the file is replaced, the script checks that
 
-* the new file's weights and buffers equal the old file's to the bit (new derived buffers, the radial tables,
-  aside), and
+* the new file's weights and buffers equal the old file's to the bit (new derived buffers, the radial tables and
+  self-interaction matrices, aside), and
 * on water boxes of 96 and 384 atoms its energies and forces agree with the old file's to float32 rounding
-  (the code path may differ: fused convolution, native SiLU, radial tables),
+  (the code path may differ: fused convolution, native SiLU, radial tables, self-interaction matrices),
 
 and prints both sha256 sums and the differences. Usage: ``python benchmarks/water/reexport_shipped.py``.
 """
@@ -31,7 +31,8 @@ def main(argv=None) -> int:
     equiforce.export_model(eager, partial, dtype=metadata["dtype"], fused_convolution=True)  # default tables
     new_module, new_metadata = equiforce.load_model(partial)
     old_state, new_state = old_module.state_dict(), new_module.state_dict()
-    derived = {k for k in new_state if k.endswith(".radial_table")}  # tabulated from the weights, not weights
+    derived = {k for k in new_state  # tabulated or measured from the weights, not weights
+               if k.endswith(".radial_table") or k.endswith(".self_interaction_matrix")}
     if (old_state.keys() - derived != new_state.keys() - derived
             or not all(torch.equal(old_state[k], new_state[k]) for k in old_state.keys() - derived)):
         print("the new file's weights differ from the shipped one's; nothing replaced")
