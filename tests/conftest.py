@@ -57,6 +57,18 @@ def assert_o3_and_permutation_invariant(model, positions, species, seed):
     return energy, forces
 
 
+def assert_forces_are_central_differences(model, positions, species, forces, atoms_and_axes, step=1e-5):
+    """forces[atom, axis] (eV/Å) equal minus the central difference (float64, ``step`` Å) of the model's energy,
+    for each (atom, axis) in ``atoms_and_axes``."""
+    for atom, axis in atoms_and_axes:
+        shifted = [positions.clone(), positions.clone()]
+        shifted[0][atom, axis] += step
+        shifted[1][atom, axis] -= step
+        with torch.no_grad():
+            numeric = -(model(shifted[0], species) - model(shifted[1], species)) / (2 * step)
+        torch.testing.assert_close(forces[atom, axis], numeric, rtol=1e-6, atol=1e-7)
+
+
 def water_tensors(n_molecules=8, seed=0, dtype=torch.float64):
     """(positions [N,3] Å, species [N] with H=0, O=1, cell [3,3] Å) of a liquid water box."""
     topology, positions_nm = water_box(n_molecules, 1.0, seed=seed)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import equiforce
-from conftest import assert_o3_and_permutation_invariant, energy_and_forces, make_model, water_tensors
+from conftest import (assert_forces_are_central_differences, assert_o3_and_permutation_invariant, energy_and_forces,
+                      make_model, water_tensors)
 from equiforce.nn import set_self_interaction_matrix
 from equiforce.nn._self_interaction_matrix import measure_matrix
 
@@ -47,14 +48,7 @@ def test_matrices_keep_the_model_invariant_and_its_forces_its_gradient():
     set_self_interaction_matrix(model, True)
     positions, species, _ = water_tensors(4, seed=2)
     _, forces = assert_o3_and_permutation_invariant(model, positions, species, seed=9)
-    step = 1e-5  # Å, central differences in float64
-    for atom, axis in ((0, 0), (4, 2), (10, 1)):
-        shifted = [positions.clone(), positions.clone()]
-        shifted[0][atom, axis] += step
-        shifted[1][atom, axis] -= step
-        with torch.no_grad():
-            numeric = -(model(shifted[0], species) - model(shifted[1], species)) / (2 * step)
-        torch.testing.assert_close(forces[atom, axis], numeric, rtol=1e-6, atol=1e-7)
+    assert_forces_are_central_differences(model, positions, species, forces, ((0, 0), (4, 2), (10, 1)))
 
 
 def test_training_mode_is_refused_and_a_second_derivative_works():
