@@ -131,10 +131,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             methods = bench.METHODS + (bench.PEER_METHODS if args.peers else [])
             result = bench.run_speed(args.molecules or [32, 128, 512, 2048], model_file=args.model, methods=methods,
                                      platform=args.platform, out=out, threads=args.threads)
-        table = bench.speed_table(result) + "\n\n" + bench.speed_goals(result)
-        with open(os.path.splitext(out)[0] + ".md", "w") as handle:
-            handle.write(table + "\n")
-        bench.plot_speed(result, os.path.splitext(out)[0] + ".png")
     else:
         if args.quick:
             protocol = bench.NVEProtocol(duration_ps=0.1, equilibration_ps=0.02, classical_ps=0.2)
@@ -145,27 +141,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                    methods=args.methods, dtypes=args.dtypes, model_file=args.model, out=out,
                                    work_dir=args.work,
                                    max_minutes=args.max_minutes)
-        table = bench.nve_table(result)
-        with open(os.path.splitext(out)[0] + ".md", "w") as handle:
-            handle.write(table + "\n")
-        if not bench.plot_nve(result, os.path.splitext(out)[0] + ".png"):
-            print("no NVE run has finished yet: no plot")
-    print(table)
+    _write_bench_report(args.what, result, out)
     print(f"wrote {out}")
     return 0
 
 
-def _replot_bench(what: str, out: str) -> int:
-    """Rewrite the markdown table and the plot beside a benchmark's JSON from the JSON alone (nothing runs)."""
-    import json
+def _write_bench_report(what: str, result: dict, out: str) -> None:
+    """The markdown table and the plot beside a benchmark's JSON ``out``, from its ``result``; prints the table."""
     import os
 
     from . import bench
 
-    if not os.path.exists(out):
-        raise SystemExit(f"equiforce bench {what} --replot: no results file {out} (name it with --out)")
-    with open(out) as handle:
-        result = json.load(handle)
     stem = os.path.splitext(out)[0]
     if what == "speed":
         table = bench.speed_table(result) + "\n\n" + bench.speed_goals(result)
@@ -177,7 +163,19 @@ def _replot_bench(what: str, out: str) -> int:
     with open(stem + ".md", "w") as handle:
         handle.write(table + "\n")
     print(table)
-    print(f"rewrote {stem}.md and {stem}.png from {out}")
+
+
+def _replot_bench(what: str, out: str) -> int:
+    """Rewrite the markdown table and the plot beside a benchmark's JSON from the JSON alone (nothing runs)."""
+    import json
+    import os
+
+    if not os.path.exists(out):
+        raise SystemExit(f"equiforce bench {what} --replot: no results file {out} (name it with --out)")
+    with open(out) as handle:
+        result = json.load(handle)
+    _write_bench_report(what, result, out)
+    print(f"rewrote the .md and .png beside {out} from it")
     return 0
 
 

@@ -105,4 +105,3 @@ def plot_speed(result: Dict, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-

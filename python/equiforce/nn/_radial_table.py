@@ -123,6 +123,15 @@ def set_radial_table(model: torch.nn.Module, knots: Optional[int] = DEFAULT_KNOT
     return worst
 
 
+def counterpart_of(source: torch.nn.Module, name: str) -> torch.nn.Module:
+    """The submodule called ``name`` ("network.layers.0") in ``source``, also for TorchScript modules
+    (which do not support ``get_submodule``)."""
+    module = source
+    for part in name.split("."):
+        module = getattr(module, part)
+    return module
+
+
 def copy_radial_tables(source: torch.nn.Module, target: torch.nn.Module) -> None:
     """Give ``target``'s blocks the radial tables of ``source``, the same architecture (an exported
     TorchScript module, say, whose tables are not in checkpoints), switched on or off as there."""
@@ -130,9 +139,7 @@ def copy_radial_tables(source: torch.nn.Module, target: torch.nn.Module) -> None
     for name, module in target.named_modules():
         if not isinstance(module, (Interaction, AtomicEnergies)):
             continue
-        counterpart = source
-        for part in name.split("."):
-            counterpart = getattr(counterpart, part)
+        counterpart = counterpart_of(source, name)
         module.tabulated_radial = bool(counterpart.tabulated_radial)
         if isinstance(module, Interaction):
             table = state[f"{name}.radial_table"]
