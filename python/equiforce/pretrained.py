@@ -38,8 +38,9 @@ SHIPPED_MODELS: Dict[str, ShippedModel] = {
         ShippedModel(
             name="water-gfn2",
             file="water-gfn2.pt",
-            description="liquid water (H, O; periodic) trained on GFN2-xTB energies and forces, 250-450 K, "
-            "0.9-1.1 g/cm^3; data and training in benchmarks/water/",
+            description="liquid water (H, O; periodic) trained on GFN2-xTB energies and forces: liquid frames "
+            "at 250-450 K and 0.9-1.1 g/cm^3, molecules with stretched and bent bonds, and frames of the "
+            "model's own MD at 300-550 K; data and training in benchmarks/water/ (round 4)",
         ),
     )
 }
@@ -63,6 +64,7 @@ def shipped_model_path(name: str) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"the shipped model {key!r} should be at {path} but is missing from this installation "
-            "(reinstall equiforce, or train it with benchmarks/water/train_water.yaml)"
+            "(reinstall equiforce, or train it with benchmarks/water/train_water_round4.yaml and copy the "
+            "exported file there)"
         )
     return path
