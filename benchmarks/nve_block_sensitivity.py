@@ -33,7 +33,7 @@ import numpy as np
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPOSITORY, "benchmarks", "results")
-DEFAULT_FILES = ["nve.json", "nve_radial_table.json", "nve_round2.json", "nve_round3.json"]
+DEFAULT_FILES = ["nve.json", "nve_radial_table.json", "nve_round2.json", "nve_round3.json", "nve_round4.json"]
 BLOCK_COUNTS = [5, 10, 20, 40]
 
 
