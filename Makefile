@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.equiforce-installed
 
-.PHONY: install test demo clean bench-neighbors
+.PHONY: install test demo clean bench-neighbors bench-peers
 
 install: $(STAMP)
 
@@ -27,3 +27,7 @@ clean:
 bench-neighbors: install
 	$(BIN)/python -m pip install -q -r requirements-bench.txt
 	$(BIN)/python benchmarks/neighbors.py
+
+bench-peers: install
+	$(BIN)/python -m pip install -q -r requirements-bench.txt
+	$(BIN)/python benchmarks/peers/nequip/build.py

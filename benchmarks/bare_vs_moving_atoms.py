@@ -14,7 +14,7 @@ sizes. This script times, alternating in one process (``time_interleaved``), for
 If ``bare-moving`` is as slow as ``torchforce``, the gap is the moving atoms (the neighbour list and the edge
 order the model sees), not OpenMM. Writes ``benchmarks/results/bare_vs_moving_atoms_cpu.json``.
 
-Usage: ``OMP_NUM_THREADS=1 python benchmarks/bare_vs_moving_atoms.py [--molecules 128 512] [--repeats 15]``
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/bare_vs_moving_atoms.py [--molecules 32 128 512] [--repeats 15]``
 """
 import argparse
 import os
@@ -28,14 +28,13 @@ def main(argv=None) -> int:
     import torch  # before openmm: the TorchForce plugin's kernels need libtorch loaded when openmm loads them
     from openmm import unit
 
-    from equiforce.bench import WaterCase, describe_machine, file_sha256, make_step, write_json
-    from equiforce.bench._timing import time_interleaved
+    from equiforce.bench import WaterCase, describe_machine, file_sha256, make_step, time_interleaved, write_json
     from equiforce.demo import SHIPPED_MODEL
     from equiforce.export import load_model
     from equiforce.units import ANGSTROM_PER_NM
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--molecules", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--molecules", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--repeats", type=int, default=15, help="rounds of one block per variant")
     parser.add_argument("--block-steps", type=int, default=5)
     parser.add_argument("--snapshots", type=int, default=10)
