@@ -336,3 +336,21 @@ def test_block_sensitivity_finds_a_planted_drift_and_no_drift_in_noise(tmp_path)
     kT_ns_dof = 1000.0 / boltzmann_kj_per_mol(300.0) / (3 * 96 - 3)  # kJ/mol/ps -> kT/ns/dof at 300 K
     assert math.isclose(rows[1]["blocks"]["10"]["drift_kT_per_ns_per_dof"], 0.5 * kT_ns_dof, rel_tol=0.02)
     assert (tmp_path / "sensitivity.md").read_text().count("\n") == 4
+
+
+def test_a_replica_with_another_seed_starts_afresh_in_a_shared_work_dir(exported_model, tmp_path):
+    """Seed 2 saves in its own folder: it neither resumes seed 1's saved state nor repeats its trajectory."""
+    from equiforce.bench._nve import case_dir_name
+
+    path, _ = exported_model
+    work = str(tmp_path / "work")
+    first = dataclasses.replace(QUICK_NVE, threads=1)
+    runs = {}
+    for protocol in (first, dataclasses.replace(first, seed=2)):
+        with pytest.raises(NVEInterrupted):  # save after the first sample
+            run_nve_case("equiforce", "float64", 0.5, 8, path, protocol, work_dir=work, deadline=0.0, progress=False)
+        folder = os.path.join(work, case_dir_name("equiforce", "float64", 0.5, 8, protocol.seed))
+        runs[protocol.seed] = np.load(os.path.join(folder, "samples.npy"))
+    assert sorted(os.listdir(work)) == ["equiforce-float64-0.5fs-8mol", "equiforce-float64-0.5fs-8mol-seed2"]
+    assert runs[1].shape == runs[2].shape == (1, 3)
+    assert abs(runs[1][0, 2] - runs[2][0, 2]) > 1e-6  # another box and start: another first potential energy

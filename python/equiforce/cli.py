@@ -136,7 +136,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             protocol = bench.NVEProtocol(duration_ps=0.1, equilibration_ps=0.02, classical_ps=0.2)
             result = bench.run_nve([32], [0.5], protocol, model_file=args.model, out=out)
         else:
-            protocol = bench.NVEProtocol(duration_ps=args.duration, threads=args.threads or 0, platform=args.platform)
+            protocol = bench.NVEProtocol(duration_ps=args.duration, threads=args.threads or 0, platform=args.platform,
+                                         seed=args.seed)
             result = bench.run_nve(args.molecules or [32, 128], args.timesteps or [0.25, 0.5, 1.0], protocol,
                                    methods=args.methods, dtypes=args.dtypes, model_file=args.model, out=out,
                                    work_dir=args.work,
@@ -285,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--duration", type=float, default=20.0, help="nve: ps of NVE per run")
     bench.add_argument("--work", default="runs/bench/nve",
                        help="nve: each run saves its state here and a rerun of the same command continues it")
+    bench.add_argument("--seed", type=int, default=1,
+                       help="nve: seed of the box, the classical start and the NVT noise; runs with other seeds are "
+                            "independent replicas of a case (give each its own --out)")
     bench.add_argument("--max-minutes", type=float, default=None,
                        help="nve: stop cleanly after this wall time (several processes may run the same command: "
                             "each takes the cases no other has claimed)")

@@ -51,7 +51,7 @@ class NVEProtocol:
     sample_every: int = 4  # steps between energy samples
     platform: str = "CPU"
     threads: int = 0  # OpenMM CPU threads (0: OpenMM's default); 1 makes the CPU runs reproducible (to the last bits on an idle machine)
-    seed: int = 1
+    seed: int = 1  # the box, the classical start, the NVT noise: another seed is an independent replica
 
     def platform_properties(self) -> Dict[str, str]:
         """CPU: the thread count; CUDA: mixed precision (the integration in double, as an NVE measurement needs;
@@ -63,6 +63,13 @@ class NVEProtocol:
 
 def case_key(method: str, dtype: str, dt_fs: float, n_molecules: int) -> str:
     return f"{method}-{dtype}-{dt_fs:g}fs-{n_molecules}mol"
+
+
+def case_dir_name(method: str, dtype: str, dt_fs: float, n_molecules: int, seed: int) -> str:
+    """The folder in ``work_dir`` that saves one case: the seed is named unless it is the default (1), so the
+    replicas of a case started with other seeds never resume one another's state."""
+    key = case_key(method, dtype, dt_fs, n_molecules)
+    return key if seed == NVEProtocol.seed else f"{key}-seed{seed}"
 
 
 def nve_system(method: str, dtype: str, model_file: str, topology) -> openmm.System:
@@ -161,7 +168,8 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
     context = openmm.Context(nve_system(method, dtype, model_file, topology), integrator,
                              openmm.Platform.getPlatformByName(protocol.platform), protocol.platform_properties())
     label = f"NVE {method} {dtype} {dt_fs} fs"
-    case_dir = os.path.join(work_dir, case_key(method, dtype, dt_fs, n_molecules)) if work_dir else None
+    case_dir = (os.path.join(work_dir, case_dir_name(method, dtype, dt_fs, n_molecules, protocol.seed))
+                if work_dir else None)
     samples: List = []
     if case_dir and os.path.exists(os.path.join(case_dir, "samples.npy")):
         _check_same_model(case_dir, model_sha256)
@@ -263,7 +271,7 @@ def run_nve(molecules: List[int], timesteps_fs: List[float], protocol: NVEProtoc
                 key = case_key(*case)
                 if key in _keys(result["records"]):
                     continue
-                with _claim(work_dir, key) as claimed:
+                with _claim(work_dir, case_dir_name(*case, protocol.seed)) as claimed:
                     if not claimed:
                         print(f"{key} is being run by another process; skipped here")
                         continue
