@@ -80,8 +80,10 @@ def test_replicas_of_another_protocol_seed_or_model_are_refused():
     other["protocol"]["duration_ps"] = 10.0
     with pytest.raises(ValueError, match=r"b\.json: its protocol differs .* in duration_ps"):
         combine_replicas([_result(1, 0.0, 0.001), other], ["a.json", "b.json"])
-    with pytest.raises(ValueError, match="seed 1 appears in several files"):
+    with pytest.raises(ValueError, match=r"seed 1 appears in several files \(a\.json, b\.json\)"):
         combine_replicas([_result(1, 0.0, 0.001), _result(1, 0.0, 0.001)], ["a.json", "b.json"])
+    # one seed in two files is fine for different cases (another box size here)
+    assert len(combine_replicas([_result(1, 0.0, 0.001), _result(1, 0.0, 0.001, n_atoms=96)], ["a", "b"])["cases"]) == 2
     with pytest.raises(ValueError, match="different model files"):
         combine_replicas([_result(1, 0.0, 0.001), _result(2, 0.0, 0.001, sha="def")], ["a.json", "b.json"])
 
@@ -98,8 +100,13 @@ def test_the_replicas_script_writes_table_json_and_plot(tmp_path):
         path.write_text(json.dumps(_result(seed, drift, 0.001)))
         files.append(str(path))
     stem = str(tmp_path / "replicas")
-    assert module.main(files + ["--out", stem]) == 0
+    classical = _result(1, 0.003, 0.001)
+    classical["records"].append(dict(classical["records"][0], method="classical", dtype="mixed",
+                                     drift_kT_per_ns_per_dof=-0.004))
+    (tmp_path / "reference.json").write_text(json.dumps(classical))  # only its classical record is taken
+    assert module.main(files + ["--out", stem, "--classical", str(tmp_path / "reference.json")]) == 0
     combined = json.loads(open(stem + ".json").read())
     assert combined["cases"][0]["seeds"] == [1, 2, 3] and combined["cases"][0]["verdict"] == "none"
-    assert open(stem + ".md").read().count("\n") == 3
+    assert combined["cases"][1]["method"] == "classical" and combined["cases"][1]["n_replicas"] == 1
+    assert open(stem + ".md").read().count("\n") == 4
     assert os.path.getsize(stem + ".png") > 0

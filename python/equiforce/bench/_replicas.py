@@ -42,12 +42,6 @@ def _same_protocol(results: List[Dict], sources: List[str]) -> None:
             differing = sorted(k for k in set(protocol) | set(reference) if protocol.get(k) != reference.get(k))
             raise ValueError(f"{source}: its protocol differs from {sources[0]}'s in {', '.join(differing)}; "
                              f"replicas may differ only in {', '.join(sorted(REPLICA_FIELDS))}")
-    seeds = [r["protocol"].get("seed") for r in results]
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise ValueError(f"seed {repeated[0]} appears in several files "
-                         f"({', '.join(src for src, s in zip(sources, seeds) if s == repeated[0])}): "
-                         "they are the same trajectory, not replicas")
 
 
 def combine_replicas(results: List[Dict], sources: List[str]) -> Dict:
@@ -67,6 +61,12 @@ def combine_replicas(results: List[Dict], sources: List[str]) -> Dict:
     cases = []
     for key in sorted(grouped, key=lambda k: (k[3], k[0] == "classical", k[1], k[2])):
         runs = sorted(grouped[key], key=lambda run: run[0])
+        seeds = [seed for seed, _, _ in runs]
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"{key[0]} {key[1]} {key[2]} fs {key[3]} atoms: seed {repeated[0]} appears in several "
+                             f"files ({', '.join(src for s, src, _ in runs if s == repeated[0])}): they are the same "
+                             "trajectory, not replicas")
         models = {record.get("model_sha256") for _, _, record in runs}
         if len(models) > 1:
             raise ValueError(f"{key[0]} {key[1]} {key[2]} fs {key[3]} atoms: the replicas ran different model files "
