@@ -19,6 +19,11 @@ O-H stretch, its autocorrelation turns negative within a few femtoseconds, and a
 slow wander that matters; its errors were up to 13 times smaller than those of 10 blocks, e.g. |drift| / error
 130 instead of 10 for the shipped model's float64 0.5 fs run at 384 atoms.)
 
+Superseded (2026-12-03): independent replicas showed the block-means error itself to be about 5 times too small
+at every block count tried, and `bench nve` now takes its error from the slopes of 10 segments
+(`equiforce.analysis.Drift`; `benchmarks/nve_reanalyse.py` re-judges the recorded runs with it). This script
+still studies the block-means error (`equiforce.analysis.block_means_stderr`), for the record.
+
 Results: ``benchmarks/results/nve_block_sensitivity.{json,md}``.
 
 Usage: ``python benchmarks/nve_block_sensitivity.py [RESULT.json ...]`` (default: the committed NVE results).
@@ -47,7 +52,7 @@ def verdict(z_values: List[float]) -> str:
 
 
 def analyse(record: Dict, source: str) -> Dict:
-    from equiforce.analysis import energy_drift
+    from equiforce.analysis import block_means_stderr, energy_drift
     from equiforce.bench import NVE_TEMPERATURE_K
 
     series = record["series"]
@@ -60,11 +65,13 @@ def analyse(record: Dict, source: str) -> Dict:
            "n_atoms": n_atoms, "duration_ps": float(time_ps[-1] - time_ps[0]),
            "recorded_drift_kT_per_ns_per_dof": record["drift_kT_per_ns_per_dof"],
            "recorded_stderr_kT_per_ns_per_dof": record["drift_stderr_kT_per_ns_per_dof"], "blocks": {}}
+    drift = energy_drift(time_ps, total, kinetic, n_atoms, n_dof, NVE_TEMPERATURE_K)
+    per_kT_ns_dof = drift.drift_kT_per_ns_per_dof / drift.slope_kj_per_mol_per_ns * 1000.0  # (kJ/mol/ps)^-1
     for n_blocks in BLOCK_COUNTS:
-        drift = energy_drift(time_ps, total, kinetic, n_atoms, n_dof, NVE_TEMPERATURE_K, n_blocks=n_blocks)
+        stderr = block_means_stderr(time_ps, total, n_blocks) * per_kT_ns_dof
         row["blocks"][str(n_blocks)] = {"drift_kT_per_ns_per_dof": drift.drift_kT_per_ns_per_dof,
-                                        "stderr_kT_per_ns_per_dof": drift.drift_stderr_kT_per_ns_per_dof,
-                                        "z": abs(drift.drift_kT_per_ns_per_dof) / drift.drift_stderr_kT_per_ns_per_dof}
+                                        "stderr_kT_per_ns_per_dof": stderr,
+                                        "z": abs(drift.drift_kT_per_ns_per_dof) / stderr}
     row["verdict"] = verdict([row["blocks"][str(n)]["z"] for n in BLOCK_COUNTS])
     return row
 

@@ -8,16 +8,20 @@ import os
 import numpy as np
 import pytest
 
-from equiforce.bench import NVEProtocol, combine_replicas, replicas_table
+from equiforce.analysis import DRIFT_STDERR_METHOD
+from equiforce.bench import NVEProtocol, combine_replicas, reanalyse_record, replicas_table
 
 PROTOCOL = dataclasses.asdict(NVEProtocol())
 
 
-def _result(seed, drift, stderr, failed=None, sha="abc", n_atoms=384, dt_fs=0.5):
+def _result(seed, drift, stderr, failed=None, sha="abc", n_atoms=384, dt_fs=0.5, block_stderr=None):
+    """A result of one record already analysed with the current estimator (its series is a placeholder)."""
     record = {"method": "equiforce", "dtype": "float64", "dt_fs": dt_fs, "n_atoms": n_atoms, "failed": failed,
               "model_sha256": sha, "series": {"time_ps": [0.0], "kinetic": [1.0], "potential": [-1.0]}}
     if failed is None:
         record.update({"drift_kT_per_ns_per_dof": drift, "drift_stderr_kT_per_ns_per_dof": stderr,
+                       "drift_stderr_method": DRIFT_STDERR_METHOD,
+                       "block_means_stderr_kT_per_ns_per_dof": stderr if block_stderr is None else block_stderr,
                        "drift_ratio": abs(drift) / 10.0})
     return {"model": "m.pt", "protocol": dict(PROTOCOL, seed=seed), "records": [record]}
 
@@ -34,20 +38,21 @@ def test_the_mean_and_its_error_come_from_the_scatter_of_the_replicas():
     scatter = math.sqrt(((0.0) ** 2 + 0.002 ** 2 + 0.006 ** 2 + 0.004 ** 2) / 3)  # about the mean 0.004
     assert math.isclose(case["scatter_kT_per_ns_per_dof"], scatter, rel_tol=1e-12)
     assert math.isclose(case["mean_stderr_kT_per_ns_per_dof"], scatter / 2.0, rel_tol=1e-12)
-    assert math.isclose(case["scatter_over_block_stderr"], scatter / 0.001, rel_tol=1e-12)  # block errors too small
+    assert math.isclose(case["scatter_over_one_run_stderr"], scatter / 0.001, rel_tol=1e-12)  # errors too small
+    assert math.isclose(case["scatter_over_block_stderr"], scatter / 0.001, rel_tol=1e-12)
     # each of three runs alone is 4-8 block errors from zero, but their scatter puts the mean 1.85 errors from it
     assert math.isclose(case["z"], 0.004 / (scatter / 2.0), rel_tol=1e-12) and case["verdict"] == "none"
     assert math.isclose(case["weighted_mean_drift_kT_per_ns_per_dof"], 0.004, rel_tol=1e-12)  # equal weights
     assert math.isclose(case["weighted_mean_stderr_kT_per_ns_per_dof"], 0.0005, rel_tol=1e-12)
 
 
-def test_honest_block_errors_give_a_scatter_ratio_near_one_and_the_mean_the_true_drift():
+def test_honest_one_run_errors_give_a_scatter_ratio_near_one_and_the_mean_the_true_drift():
     rng = np.random.default_rng(7)
     error = 0.002
     for true_drift in (0.0, 0.01):
         drifts = true_drift + rng.normal(0.0, error, 400)
         case = _combine(drifts.tolist(), [error] * 400)
-        assert abs(case["scatter_over_block_stderr"] - 1.0) < 0.1  # 400 replicas: the ratio is known to ~4 %
+        assert abs(case["scatter_over_one_run_stderr"] - 1.0) < 0.1  # 400 replicas: the ratio is known to ~4 %
         assert abs(case["mean_drift_kT_per_ns_per_dof"] - true_drift) < 4 * error / math.sqrt(400)
     assert case["verdict"] == "drift" and case["drift_at_95"] and case["z"] > 20
 
@@ -108,5 +113,47 @@ def test_the_replicas_script_writes_table_json_and_plot(tmp_path):
     combined = json.loads(open(stem + ".json").read())
     assert combined["cases"][0]["seeds"] == [1, 2, 3] and combined["cases"][0]["verdict"] == "none"
     assert combined["cases"][1]["method"] == "classical" and combined["cases"][1]["n_replicas"] == 1
-    assert open(stem + ".md").read().count("\n") == 4
+    table = open(stem + ".md").read()
+    assert table.count("\n") == 6 and "Pooled over 1 cases (2 degrees of freedom" in table
     assert os.path.getsize(stem + ".png") > 0
+
+
+def _old_style_record(seed):
+    """A record as `bench nve` wrote it before ``drift_stderr_method``: the error from 10 block means."""
+    from equiforce.analysis import block_means_stderr
+    from equiforce.bench import NVE_TEMPERATURE_K
+    from equiforce.units import boltzmann_kj_per_mol
+
+    rng = np.random.default_rng(seed)
+    time_ps = np.linspace(0.0, 20.0, 2001)  # [n_samples]
+    kinetic = 1400.0 + rng.normal(0.0, 30.0, len(time_ps))
+    total = -5000.0 + np.concatenate([[0.0], np.cumsum(rng.normal(0.0, 0.05, len(time_ps) - 1))])
+    n_atoms = 384
+    per_kT_ns_dof = 1000.0 / boltzmann_kj_per_mol(NVE_TEMPERATURE_K) / (3 * n_atoms - 3)
+    return {"method": "equiforce", "dtype": "float64", "dt_fs": 0.5, "n_atoms": n_atoms, "failed": None,
+            "model_sha256": "abc", "drift_ratio": 0.0,
+            "drift_kT_per_ns_per_dof": np.polyfit(time_ps, total, 1)[0] * per_kT_ns_dof,
+            "drift_stderr_kT_per_ns_per_dof": block_means_stderr(time_ps, total) * per_kT_ns_dof,
+            "series": {"time_ps": time_ps.tolist(), "kinetic": kinetic.tolist(),
+                       "potential": (total - kinetic).tolist()}}
+
+
+def test_older_records_are_reanalysed_from_their_series_and_a_foreign_series_is_refused():
+    old = _old_style_record(1)
+    new = reanalyse_record(old)
+    assert new["drift_stderr_method"] == DRIFT_STDERR_METHOD and "drift_stderr_method" not in old  # a copy
+    assert new["block_means_stderr_kT_per_ns_per_dof"] == pytest.approx(old["drift_stderr_kT_per_ns_per_dof"],
+                                                                        rel=1e-9)
+    assert new["drift_kT_per_ns_per_dof"] == pytest.approx(old["drift_kT_per_ns_per_dof"], rel=1e-9)
+    assert new["drift_stderr_kT_per_ns_per_dof"] > 1.5 * old["drift_stderr_kT_per_ns_per_dof"]  # a random walk
+    assert reanalyse_record(new) == new
+    foreign = dict(old, drift_stderr_kT_per_ns_per_dof=2 * old["drift_stderr_kT_per_ns_per_dof"])
+    with pytest.raises(ValueError, match=r"equiforce float64 0\.5 fs 384 atoms: its stored "
+                                         r"drift_stderr_kT_per_ns_per_dof .* does not belong"):
+        reanalyse_record(foreign)
+    results = [{"model": "m.pt", "protocol": dict(PROTOCOL, seed=s), "records": [_old_style_record(s)]}
+               for s in (1, 2, 3)]
+    case = combine_replicas(results, ["a", "b", "c"])["cases"][0]
+    assert case["block_stderrs_kT_per_ns_per_dof"] == pytest.approx(
+        [r["records"][0]["drift_stderr_kT_per_ns_per_dof"] for r in results], rel=1e-9)
+    assert all(o > b for o, b in zip(case["one_run_stderrs_kT_per_ns_per_dof"], case["block_stderrs_kT_per_ns_per_dof"]))

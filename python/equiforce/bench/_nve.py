@@ -2,8 +2,10 @@
 sampled often.
 
 Records: {"method", "dtype", "dt_fs", "n_atoms", "duration_ps", "drift_kT_per_ns_per_dof",
-"drift_stderr_kT_per_ns_per_dof", "drift_meV_per_atom_per_ps", "fluctuation_kJ_per_mol", "drift_ratio",
-"failed", "series"}. A run that blows up is recorded with ``failed`` saying when, not dropped: a run stops at
+"drift_stderr_kT_per_ns_per_dof", "drift_stderr_method", "block_means_stderr_kT_per_ns_per_dof",
+"drift_meV_per_atom_per_ps", "fluctuation_kJ_per_mol", "drift_ratio", "failed", "series"}
+(`equiforce.analysis.Drift` says how the standard error is estimated; records of older results without
+``drift_stderr_method`` used block means, and `reanalyse_record` brings them up to date from their series). A run that blows up is recorded with ``failed`` saying when, not dropped: a run stops at
 its first sample hotter than ``RUNAWAY_FACTOR`` x 300 K, or when a step fails (OpenMM, or the model refusing
 atoms that flew far apart), and carries no drift numbers.
 
@@ -23,7 +25,7 @@ import numpy as np
 import openmm
 from openmm import unit
 
-from ..analysis import energy_drift
+from ..analysis import DRIFT_STDERR_METHOD, energy_drift
 from ..openmm import create_force
 from ..systems import classical_water_system, equilibrate_classically, water_box
 from ..units import boltzmann_kj_per_mol
@@ -226,18 +228,54 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
         record["max_temperature_K"], failed = runaway(data[:, 0], data[:, 1], n_dof)
         record["failed"] = failed
     if len(data) and failed is None:  # a drift is only measured on a run that stayed in its ensemble
-        drift = energy_drift(data[:, 0], data[:, 1] + data[:, 2], data[:, 1], n_atoms, n_dof, TEMPERATURE_K)
-        record.update({
-            "drift_kT_per_ns_per_dof": drift.drift_kT_per_ns_per_dof,
-            "drift_stderr_kT_per_ns_per_dof": drift.drift_stderr_kT_per_ns_per_dof,
-            "drift_meV_per_atom_per_ps": drift.drift_meV_per_atom_per_ps,
-            "fluctuation_kJ_per_mol": drift.fluctuation_kj_per_mol,
-            "drift_ratio": drift.drift_ratio,
-        })
+        record.update(_drift_fields(data, n_atoms))
     if failed is not None:
         record["completed_ps"] = float(data[-1, 0]) if len(data) else 0.0
     record["series"] = {"time_ps": data[:, 0].tolist(), "kinetic": data[:, 1].tolist(),
                         "potential": data[:, 2].tolist()}
+    return record
+
+
+def _drift_fields(data: np.ndarray, n_atoms: int) -> Dict:
+    """The drift numbers of a record from its samples ``data`` ([n_samples, 3]: ps, kinetic, potential kJ/mol)."""
+    n_dof = 3 * n_atoms - 3  # no constraints; total momentum is conserved
+    drift = energy_drift(data[:, 0], data[:, 1] + data[:, 2], data[:, 1], n_atoms, n_dof, TEMPERATURE_K)
+    return {
+        "drift_kT_per_ns_per_dof": drift.drift_kT_per_ns_per_dof,
+        "drift_stderr_kT_per_ns_per_dof": drift.drift_stderr_kT_per_ns_per_dof,
+        "drift_stderr_method": DRIFT_STDERR_METHOD,
+        "block_means_stderr_kT_per_ns_per_dof": drift.block_means_stderr_kT_per_ns_per_dof,
+        "drift_meV_per_atom_per_ps": drift.drift_meV_per_atom_per_ps,
+        "fluctuation_kJ_per_mol": drift.fluctuation_kj_per_mol,
+        "drift_ratio": drift.drift_ratio,
+    }
+
+
+def reanalyse_record(record: Dict) -> Dict:
+    """A copy of an NVE record whose drift numbers are recomputed from its saved series with the current
+    estimator (`equiforce.analysis.Drift`), so that results from before a change of estimator are judged alike.
+
+    A record that failed, or that already carries the current ``drift_stderr_method``, is returned unchanged
+    (copied). A record from before ``drift_stderr_method`` existed used the block-means error: the block-means
+    error recomputed here must reproduce its stored ``drift_stderr_kT_per_ns_per_dof`` (and the slope its
+    slope), or the series is not the one the record was made from and a ValueError says which record.
+    """
+    record = dict(record)
+    if record.get("failed") or record.get("drift_stderr_method") == DRIFT_STDERR_METHOD:
+        return record
+    series = record.get("series") or {}
+    name = f"{record.get('method')} {record.get('dtype')} {record.get('dt_fs')} fs {record.get('n_atoms')} atoms"
+    if not series.get("time_ps"):
+        raise ValueError(f"{name}: no energy series saved, so its drift cannot be re-analysed")
+    data = np.column_stack([series["time_ps"], series["kinetic"], series["potential"]])  # [n_samples, 3]
+    fields = _drift_fields(data, record["n_atoms"])
+    if "drift_stderr_method" not in record and "drift_stderr_kT_per_ns_per_dof" in record:
+        for stored, recomputed in (("drift_stderr_kT_per_ns_per_dof", "block_means_stderr_kT_per_ns_per_dof"),
+                                   ("drift_kT_per_ns_per_dof", "drift_kT_per_ns_per_dof")):
+            if not np.isclose(record[stored], fields[recomputed], rtol=1e-6, atol=0.0):
+                raise ValueError(f"{name}: its stored {stored} {record[stored]:.6g} is not what its series gives "
+                                 f"({fields[recomputed]:.6g}); the series does not belong to the record")
+    record.update(fields)
     return record
 
 

@@ -108,7 +108,7 @@ def plot_speed(result: Dict, path: str) -> None:
 
 
 def plot_replicas(combined: Dict, path: str) -> bool:
-    """One panel per case with two or more replicas (`combine_replicas`): each replica's slope with its block
+    """One panel per case with two or more replicas (`combine_replicas`): each replica's slope with its one-run
     error bar (kT/ns/dof) against its seed, the mean as a line with a band of 2 errors of the mean (the replicas'
     scatter), and zero. Returns False (and writes nothing) when no case has two replicas."""
     cases = [c for c in combined["cases"] if c["n_replicas"] >= 2]
@@ -121,8 +121,8 @@ def plot_replicas(combined: Dict, path: str) -> bool:
         axis.set_visible(False)
     for axis, case in zip(axes.flat, cases):
         seeds = np.arange(len(case["seeds"]))
-        axis.errorbar(seeds, case["drifts_kT_per_ns_per_dof"], yerr=case["block_stderrs_kT_per_ns_per_dof"],
-                      fmt="o", color="tab:blue", capsize=3, label="one run ± block error")
+        axis.errorbar(seeds, case["drifts_kT_per_ns_per_dof"], yerr=case["one_run_stderrs_kT_per_ns_per_dof"],
+                      fmt="o", color="tab:blue", capsize=3, label="one run ± its error (segments)")
         mean, error = case["mean_drift_kT_per_ns_per_dof"], case["mean_stderr_kT_per_ns_per_dof"]
         axis.axhline(mean, color="tab:red", lw=1.0, label="mean ± 2 errors of the mean")
         axis.axhspan(mean - 2 * error, mean + 2 * error, color="tab:red", alpha=0.15)
@@ -133,8 +133,8 @@ def plot_replicas(combined: Dict, path: str) -> bool:
         axis.set_ylabel("drift (kT/ns/dof)", fontsize=8)
         axis.tick_params(labelsize=7)
         axis.set_title(f"{case['method']} {case['dtype']}, {case['dt_fs']} fs, {case['n_atoms']} atoms\n"
-                       f"mean {mean:+.2g} ± {error:.1g} ({case['verdict']}), scatter/block error "
-                       f"{case['scatter_over_block_stderr']:.2f}", fontsize=8)
+                       f"mean {mean:+.2g} ± {error:.1g} ({case['verdict']}), scatter/one-run error "
+                       f"{case['scatter_over_one_run_stderr']:.2f}", fontsize=8)
     axes.flat[0].legend(fontsize=6, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
