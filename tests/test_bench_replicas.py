@@ -131,7 +131,8 @@ def _old_style_record(seed):
     n_atoms = 384
     per_kT_ns_dof = 1000.0 / boltzmann_kj_per_mol(NVE_TEMPERATURE_K) / (3 * n_atoms - 3)
     return {"method": "equiforce", "dtype": "float64", "dt_fs": 0.5, "n_atoms": n_atoms, "failed": None,
-            "model_sha256": "abc", "drift_ratio": 0.0,
+            "model_sha256": "abc", "drift_ratio": 0.0, "duration_ps": 20.0, "fluctuation_kJ_per_mol": 0.1,
+            "drift_meV_per_atom_per_ps": 0.0,
             "drift_kT_per_ns_per_dof": np.polyfit(time_ps, total, 1)[0] * per_kT_ns_dof,
             "drift_stderr_kT_per_ns_per_dof": block_means_stderr(time_ps, total) * per_kT_ns_dof,
             "series": {"time_ps": time_ps.tolist(), "kinetic": kinetic.tolist(),
@@ -157,3 +158,25 @@ def test_older_records_are_reanalysed_from_their_series_and_a_foreign_series_is_
     assert case["block_stderrs_kT_per_ns_per_dof"] == pytest.approx(
         [r["records"][0]["drift_stderr_kT_per_ns_per_dof"] for r in results], rel=1e-9)
     assert all(o > b for o, b in zip(case["one_run_stderrs_kT_per_ns_per_dof"], case["block_stderrs_kT_per_ns_per_dof"]))
+
+
+def test_the_reanalysis_script_rewrites_a_result_in_place_and_reports_both_verdicts(tmp_path):
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                          "nve_reanalyse.py")
+    spec = importlib.util.spec_from_file_location("nve_reanalyse", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    old = _old_style_record(4)
+    failed = {"method": "classical", "dtype": "mixed", "dt_fs": 1.0, "n_atoms": 96, "failed": "runaway at 2 ps",
+              "duration_ps": 20.0,
+              "series": {"time_ps": [0.0], "kinetic": [1.0], "potential": [-1.0]}}
+    path = tmp_path / "nve.json"
+    path.write_text(json.dumps({"model": "m.pt", "protocol": dict(PROTOCOL, seed=1), "records": [old, failed]}))
+    assert module.main([str(path), "--out", str(tmp_path / "report")]) == 0
+    rewritten = json.loads(path.read_text())["records"]
+    assert rewritten[0]["drift_stderr_method"] == DRIFT_STDERR_METHOD and rewritten[1] == failed
+    assert rewritten[0]["block_means_stderr_kT_per_ns_per_dof"] == pytest.approx(old["drift_stderr_kT_per_ns_per_dof"])
+    (row,) = json.loads((tmp_path / "report.json").read_text())["rows"]
+    assert row["z"] == pytest.approx(abs(old["drift_kT_per_ns_per_dof"]) / rewritten[0]["drift_stderr_kT_per_ns_per_dof"])
+    assert row["z_block_means"] > row["z"]
+    assert "1 runs:" in (tmp_path / "report.md").read_text() and (tmp_path / "nve.md").exists()
