@@ -3,7 +3,7 @@
 
 Until 2026-12-03 `equiforce bench nve` took a slope's standard error from the scatter of 10 block means about a
 line. Independent replicas showed that error to be about 5 times too small (benchmarks/results/nve_replicas.md:
-pooled over 4 cases x 4 seeds, replica scatter / block-means error 5.1, / segment-slopes error 1.01), because
+pooled over 5 cases x 4-5 seeds, replica scatter / block-means error 4.6, / segment-slopes error 0.96), because
 the total energy wanders slowly. The estimator is now the scatter of the slopes of 10 segments
 (`equiforce.analysis.Drift`). This script reads the saved energy series of every finished run in the given
 result files (nothing is simulated), checks that the old block-means error is reproduced from the series (so the

@@ -20,9 +20,9 @@ class Drift:
     an NVE run oscillates (O-H stretch) and wanders slowly, like a random walk; a segment's slope depends only on
     the steps inside it, so the segments' slopes are close to independent, and for a random walk the mean of
     their slopes has the same variance as the slope of the whole run. Checked against independent replicas
-    (benchmarks/results/nve_replicas.json: 4 cases x 4 seeds of 20 ps): their scatter over this error is 1.01
-    (pooled, 12 degrees of freedom), where the older error from the scatter of 10 block *means* about a line
-    (``block_means_stderr_*``, kept for comparison) was 5.1 times too small. A real linear drift moves every
+    (benchmarks/results/nve_replicas.json: 5 cases x 4-5 seeds of 20 ps): their scatter over this error is 0.96
+    (pooled, 17 degrees of freedom), where the older error from the scatter of 10 block *means* about a line
+    (``block_means_stderr_*``, kept for comparison) was 4.6 times too small. A real linear drift moves every
     segment's slope alike and does not inflate the error; a drift that accelerates does (conservatively).
     The price: where the noise is uncorrelated rather than wandering, the error comes out up to
     ``n_segments`` times too large (drift is missed, never invented; tests/test_analysis.py). The water runs'
