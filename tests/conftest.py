@@ -87,3 +87,15 @@ def exported_model(tmp_path_factory):
     equiforce.export_model(model, path, dtype="float64")
     equiforce.nn.set_radial_table(model.eval())
     return path, model
+
+
+def load_benchmark_script(name: str):
+    """Import ``benchmarks/<name>.py`` (scripts, not a package) as a module, to call its ``main`` in a test."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", name + ".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -307,13 +307,9 @@ def test_replot_rewrites_table_and_plot_from_the_json_alone(tmp_path, capsys):
 
 
 def test_block_sensitivity_finds_a_planted_drift_and_no_drift_in_noise(tmp_path):
-    import importlib.util
+    from conftest import load_benchmark_script
 
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
-                          "nve_block_sensitivity.py")
-    spec = importlib.util.spec_from_file_location("nve_block_sensitivity", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark_script("nve_block_sensitivity")
     rng = np.random.default_rng(0)
     time_ps = np.linspace(0.0, 20.0, 4001)
     kinetic = 400.0 + 20.0 * np.sin(40.0 * time_ps)  # kJ/mol

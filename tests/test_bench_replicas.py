@@ -1,6 +1,5 @@
 """Combining independent NVE replicas: the error of the mean comes from their scatter, and bad input is refused."""
 import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -8,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import load_benchmark_script
 from equiforce.analysis import DRIFT_STDERR_METHOD
 from equiforce.bench import NVEProtocol, combine_replicas, reanalyse_record, replicas_table
 
@@ -94,11 +94,7 @@ def test_replicas_of_another_protocol_seed_or_model_are_refused():
 
 
 def test_the_replicas_script_writes_table_json_and_plot(tmp_path):
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
-                          "nve_replicas.py")
-    spec = importlib.util.spec_from_file_location("nve_replicas", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark_script("nve_replicas")
     files = []
     for seed, drift in ((1, 0.001), (2, -0.002), (3, 0.0005)):
         path = tmp_path / f"seed{seed}.json"
@@ -161,11 +157,7 @@ def test_older_records_are_reanalysed_from_their_series_and_a_foreign_series_is_
 
 
 def test_the_reanalysis_script_rewrites_a_result_in_place_and_reports_both_verdicts(tmp_path):
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
-                          "nve_reanalyse.py")
-    spec = importlib.util.spec_from_file_location("nve_reanalyse", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark_script("nve_reanalyse")
     old = _old_style_record(4)
     failed = {"method": "classical", "dtype": "mixed", "dt_fs": 1.0, "n_atoms": 96, "failed": "runaway at 2 ps",
               "duration_ps": 20.0,

@@ -35,7 +35,7 @@ def untrained_demo_model(path: str = UNTRAINED_MODEL, seed: int = 0) -> str:
     return path
 
 
-#: Energy samples the NVE drift fit needs (10 blocks of at least 2).
+#: Energy samples the NVE drift fit needs (10 segments of at least 2: `equiforce.analysis.energy_drift`).
 MIN_NVE_SAMPLES = 20
 
 

@@ -5,7 +5,8 @@ Records: {"method", "dtype", "dt_fs", "n_atoms", "duration_ps", "drift_kT_per_ns
 "drift_stderr_kT_per_ns_per_dof", "drift_stderr_method", "block_means_stderr_kT_per_ns_per_dof",
 "drift_meV_per_atom_per_ps", "fluctuation_kJ_per_mol", "drift_ratio", "failed", "series"}
 (`equiforce.analysis.Drift` says how the standard error is estimated; records of older results without
-``drift_stderr_method`` used block means, and `reanalyse_record` brings them up to date from their series). A run that blows up is recorded with ``failed`` saying when, not dropped: a run stops at
+``drift_stderr_method`` used block means, and `reanalyse_record` brings them up to date from their series).
+A run that blows up is recorded with ``failed`` saying when, not dropped: a run stops at
 its first sample hotter than ``RUNAWAY_FACTOR`` x 300 K, or when a step fails (OpenMM, or the model refusing
 atoms that flew far apart), and carries no drift numbers.
 
