@@ -54,6 +54,7 @@ def verdict(z_values: List[float]) -> str:
 def analyse(record: Dict, source: str) -> Dict:
     from equiforce.analysis import block_means_stderr, energy_drift
     from equiforce.bench import NVE_TEMPERATURE_K
+    from equiforce.units import boltzmann_kj_per_mol
 
     series = record["series"]
     time_ps = np.asarray(series["time_ps"])
@@ -66,7 +67,7 @@ def analyse(record: Dict, source: str) -> Dict:
            "recorded_drift_kT_per_ns_per_dof": record["drift_kT_per_ns_per_dof"],
            "recorded_stderr_kT_per_ns_per_dof": record["drift_stderr_kT_per_ns_per_dof"], "blocks": {}}
     drift = energy_drift(time_ps, total, kinetic, n_atoms, n_dof, NVE_TEMPERATURE_K)
-    per_kT_ns_dof = drift.drift_kT_per_ns_per_dof / drift.slope_kj_per_mol_per_ns * 1000.0  # (kJ/mol/ps)^-1
+    per_kT_ns_dof = 1000.0 / boltzmann_kj_per_mol(NVE_TEMPERATURE_K) / n_dof  # kJ/mol/ps -> kT/ns/dof
     for n_blocks in BLOCK_COUNTS:
         stderr = block_means_stderr(time_ps, total, n_blocks) * per_kT_ns_dof
         row["blocks"][str(n_blocks)] = {"drift_kT_per_ns_per_dof": drift.drift_kT_per_ns_per_dof,

@@ -41,8 +41,7 @@ def reanalyse_file(path: str) -> list:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with open(path) as handle:
             result = json.load(handle)
-        old_records = result["records"]
-        result["records"] = [reanalyse_record(record) for record in old_records]
+        result["records"] = [reanalyse_record(record) for record in result["records"]]
         write_json(result, path)
     stem = os.path.splitext(path)[0]
     with open(stem + ".md", "w") as handle:
