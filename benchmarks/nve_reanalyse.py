@@ -29,7 +29,9 @@ DEFAULT_FILES = ["nve.json", "nve_radial_table.json", "nve_round2.json", "nve_ro
 
 
 def _verdict(z: float) -> str:
-    return "drift" if z > 2.0 else "none"
+    from equiforce.analysis import drift_verdict
+
+    return drift_verdict(z)
 
 
 def reanalyse_file(path: str) -> list:

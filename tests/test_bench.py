@@ -350,3 +350,50 @@ def test_a_replica_with_another_seed_starts_afresh_in_a_shared_work_dir(exported
     assert sorted(os.listdir(work)) == ["equiforce-float64-0.5fs-8mol", "equiforce-float64-0.5fs-8mol-seed2"]
     assert runs[1].shape == runs[2].shape == (1, 3)
     assert abs(runs[1][0, 2] - runs[2][0, 2]) > 1e-6  # another box and start: another first potential energy
+
+
+def test_the_ase_overhead_script_times_every_part_and_derives_the_goal_model_time(exported_model, tmp_path):
+    from conftest import load_benchmark_script
+
+    module = load_benchmark_script("ase_overhead")
+    path, _ = exported_model
+    out = tmp_path / "ase.json"
+    assert module.main(["--molecules", "8", "--repeats", "1", "--block-steps", "1", "--model", path,
+                        "--out", str(out)]) == 0
+    (case,) = json.loads(out.read_text())["cases"]
+    assert case["n_atoms"] == 24
+    assert set(case["ms_per_step"]) == {"bare-torchscript", "torchforce", "ase", "ase-trivial-model",
+                                        "torchforce-trivial-model", "ase-no-model", "openmm-no-model"}
+    assert all(ms > 0 for ms in case["ms_per_step"].values())
+    # The derivation itself, on numbers worked by hand: ASE costs 3 ms, OpenMM 0.3, goal 1.3 -> model <= 8.7 ms.
+    derived = module.derived({"bare-torchscript": 10.0, "torchforce": 10.3, "ase": 13.0, "ase-trivial-model": 3.0,
+                              "torchforce-trivial-model": 0.3, "ase-no-model": 0.5, "openmm-no-model": 0.1})
+    assert math.isclose(derived["model_ms_for_goal"], (3.0 - 1.3 * 0.3) / 0.3)
+    model = derived["model_ms_for_goal"]
+    assert math.isclose((model + 3.0) / (model + 0.3), 1.3)  # at that model time the ratio is exactly the goal
+    assert math.isclose(derived["calculator_glue_ms"], 2.5) and math.isclose(derived["torchforce_glue_ms"], 0.2)
+
+
+def test_the_trivial_models_give_the_harmonic_forces_through_both_engines(exported_model):
+    """The ASE-overhead benchmark's stand-in model is really run: forces -x (eV/Å via ASE, kJ/mol/nm via OpenMM)."""
+    from ase import Atoms
+    from conftest import load_benchmark_script
+    from openmm import unit
+
+    from equiforce.bench import WaterCase
+    from equiforce.calculator import EquiforceCalculator
+    from equiforce.export import load_model
+
+    module = load_benchmark_script("ase_overhead")
+    path, _ = exported_model
+    case = WaterCase(8, load_model(path)[1])
+    calculator = EquiforceCalculator(path, precision="float64")
+    calculator.module = module.TrivialEnergy.for_calculator()
+    atoms = Atoms([a.element.symbol for a in case.topology.atoms()], positions=case.positions_nm * 10.0,
+                  cell=case.box_nm * 10.0, pbc=True)
+    atoms.calc = calculator
+    np.testing.assert_allclose(atoms.get_forces(), -atoms.positions, rtol=1e-12)
+    step = module.trivial_torchforce_step(case, 0.5)
+    state = step.__defaults__[0].getState(getForces=True, getPositions=True)
+    np.testing.assert_allclose(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
+                               -state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), rtol=1e-5, atol=1e-6)

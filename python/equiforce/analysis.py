@@ -6,9 +6,19 @@ import numpy as np
 
 from .units import KJ_PER_MOL_PER_EV, boltzmann_kj_per_mol
 
-#: How `energy_drift` estimates the slope's standard error (recorded with NVE results, so that results analysed
-#: with another estimator are recognised and re-analysed from their series: `equiforce.bench.reanalyse_record`).
-DRIFT_STDERR_METHOD = "segment-slopes-10"
+#: Segments `energy_drift` fits by default for the slope's standard error (see `Drift`).
+DRIFT_SEGMENTS = 10
+#: How `energy_drift` estimates the slope's standard error by default (recorded with NVE results, so that results
+#: analysed with another estimator are recognised and re-analysed from their series:
+#: `equiforce.bench.reanalyse_record`).
+DRIFT_STDERR_METHOD = f"segment-slopes-{DRIFT_SEGMENTS}"
+#: A drift is "detected" when |slope| exceeds this many standard errors (the benchmark specification's rule).
+DETECTION_Z = 2.0
+
+
+def drift_verdict(z: float) -> str:
+    """"drift" when ``z`` = |slope| / its standard error exceeds `DETECTION_Z`, else "none"."""
+    return "drift" if z > DETECTION_Z else "none"
 
 
 @dataclass
@@ -49,7 +59,7 @@ def _fit_slope(x: np.ndarray, y: np.ndarray):
     return coefficients[0], coefficients[1]
 
 
-def segment_slopes_stderr(time_ps: np.ndarray, total: np.ndarray, n_segments: int = 10) -> float:
+def segment_slopes_stderr(time_ps: np.ndarray, total: np.ndarray, n_segments: int = DRIFT_SEGMENTS) -> float:
     """Standard error of the slope of ``total`` against ``time_ps`` (its units per ps) from the scatter of the
     slopes of ``n_segments`` consecutive segments: std(segment slopes) / sqrt(n_segments)."""
     slopes = [_fit_slope(t, e)[0] for t, e in zip(np.array_split(time_ps, n_segments),
@@ -76,7 +86,7 @@ def energy_drift(
     n_atoms: int,
     n_dof: int,
     temperature_kelvin: float,
-    n_segments: int = 10,
+    n_segments: int = DRIFT_SEGMENTS,
 ) -> Drift:
     """Fit the drift of a total-energy series (kJ/mol) sampled at ``time_ps``; needs ``2 * n_segments`` samples.
 

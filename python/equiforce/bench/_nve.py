@@ -189,7 +189,7 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
 
     n_samples = int(round(protocol.duration_ps * 1000.0 / dt_fs)) // protocol.sample_every + 1
     n_atoms = topology.getNumAtoms()
-    n_dof = 3 * n_atoms - 3  # no constraints; total momentum is conserved
+    n_dof = degrees_of_freedom(n_atoms)
     # kinetic energy (kJ/mol) of RUNAWAY_FACTOR x the start temperature: the run stops at the first sample above
     hot_kj_per_mol = 0.5 * n_dof * boltzmann_kj_per_mol(RUNAWAY_FACTOR * TEMPERATURE_K)
     failed = None
@@ -237,9 +237,15 @@ def run_nve_case(method: str, dtype: str, dt_fs: float, n_molecules: int, model_
     return record
 
 
+def degrees_of_freedom(n_atoms: int) -> int:
+    """Kinetic degrees of freedom of the benchmark's water boxes: 3N - 3 (no constraints; the total momentum is
+    conserved)."""
+    return 3 * n_atoms - 3
+
+
 def _drift_fields(data: np.ndarray, n_atoms: int) -> Dict:
     """The drift numbers of a record from its samples ``data`` ([n_samples, 3]: ps, kinetic, potential kJ/mol)."""
-    n_dof = 3 * n_atoms - 3  # no constraints; total momentum is conserved
+    n_dof = degrees_of_freedom(n_atoms)
     drift = energy_drift(data[:, 0], data[:, 1] + data[:, 2], data[:, 1], n_atoms, n_dof, TEMPERATURE_K)
     return {
         "drift_kT_per_ns_per_dof": drift.drift_kT_per_ns_per_dof,

@@ -32,6 +32,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 from scipy import stats
 
+from ..analysis import drift_verdict
 from ._nve import reanalyse_record
 
 #: Protocol fields that may differ between replicas of one case.
@@ -107,7 +108,7 @@ def combine_replicas(results: List[Dict], sources: List[str]) -> Dict:
                 "weighted_mean_stderr_kT_per_ns_per_dof": float(1.0 / np.sqrt(weights.sum())),
                 "mean_drift_ratio": float(np.mean(case["drift_ratios"])),
             })
-            case["verdict"] = "drift" if case["z"] > 2.0 else "none"
+            case["verdict"] = drift_verdict(case["z"])
             case["t_95"] = float(stats.t.ppf(0.975, len(drifts) - 1))
             case["drift_at_95"] = bool(case["z"] > case["t_95"])
         cases.append(case)

@@ -1,0 +1,192 @@
+#!/usr/bin/env python
+"""Where an ASE MD step spends its time, beside an OpenMM step, with the same exported model.
+
+The speed benchmark's goal "torchforce >= 1.3x faster than ase" is missed on a CPU (1.23 and 1.09 at 96 and
+384 atoms). Both run the same TorchScript file, so the ratio is set by what each engine adds to the model's
+forward + backward. This script times, alternating in one process (``time_interleaved``), one thread:
+
+- ``bare-torchscript``: the model's forward + backward alone (``equiforce.bench.bare_step``);
+- ``torchforce``: one OpenMM Verlet step with the model as a TorchForce (CPU platform);
+- ``ase``: one ASE ``VelocityVerlet`` step with :class:`equiforce.calculator.EquiforceCalculator`;
+- ``ase-trivial-model``, ``torchforce-trivial-model``: the same two engines with a model that costs next to
+  nothing (a scripted E = sum(x^2) / 2 in eV and Å, with its autograd), so they time what each engine adds
+  around a model: ASE's integrator, our calculator's conversions, OpenMM's step and openmm-torch's copies;
+- ``ase-no-model``: ASE ``VelocityVerlet`` with a calculator that returns zero forces at once (ASE alone);
+- ``openmm-no-model``: OpenMM Verlet of the same particles with no force at all.
+
+The differences between runs of the real model (hundreds of microseconds to milliseconds from one block to the
+next on this machine) are larger than the engines' costs, so the engines are timed with the trivial model:
+``ase_engine_ms`` a and ``torchforce_engine_ms`` t. ``model_ms_for_goal`` is how fast the model's forward +
+backward would have to be for ASE / torchforce to reach the goal g with the engines' costs as measured:
+(M + a) / (M + t) >= g for M <= (a - g t) / (g - 1).
+Writes ``benchmarks/results/ase_overhead_cpu.json``.
+
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/ase_overhead.py [--molecules 32 128] [--repeats 15]``
+"""
+import argparse
+import os
+import sys
+from typing import Optional
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The speed benchmark's goal for ASE's time over torchforce's.
+ASE_GOAL = 1.3
+
+
+def zero_force_dynamics(case, timestep_fs: float):
+    """ASE VelocityVerlet on the box with a calculator that costs nothing: [N, 3] zero forces, zero energy."""
+    import numpy as np
+    from ase import Atoms
+    from ase import units as ase_units
+    from ase.calculators.calculator import Calculator, all_changes
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    from equiforce.units import ANGSTROM_PER_NM
+
+    class ZeroForces(Calculator):
+        implemented_properties = ["energy", "free_energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            self.results = {"energy": 0.0, "free_energy": 0.0, "forces": np.zeros((len(self.atoms), 3))}
+
+    atoms = Atoms([a.element.symbol for a in case.topology.atoms()], positions=case.positions_nm * ANGSTROM_PER_NM,
+                  cell=case.box_nm * ANGSTROM_PER_NM, pbc=True)
+    atoms.calc = ZeroForces()
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(1))
+    dynamics = VelocityVerlet(atoms, timestep=timestep_fs * ase_units.fs)
+    return lambda n: dynamics.run(n)
+
+
+class TrivialEnergy:
+    """Factories for a model that costs next to nothing, scripted, in the two signatures the engines call."""
+
+    @staticmethod
+    def for_calculator():
+        """(positions [N, 3] Å, species [N], cell [3, 3] Å or None) -> energy eV = sum(x^2) / 2."""
+        import torch
+
+        class Harmonic(torch.nn.Module):
+            def forward(self, positions: torch.Tensor, species: torch.Tensor,
+                        cell: Optional[torch.Tensor] = None) -> torch.Tensor:
+                return 0.5 * (positions * positions).sum()
+
+        return torch.jit.script(Harmonic())
+
+    @staticmethod
+    def for_torchforce():
+        """(positions [N, 3] nm, box [3, 3] nm) -> energy kJ/mol = sum(x^2) / 2, periodic like the real force."""
+        import torch
+
+        class Harmonic(torch.nn.Module):
+            def forward(self, positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+                return 0.5 * (positions * positions).sum()
+
+        return torch.jit.script(Harmonic())
+
+
+def trivial_ase_step(model_file: str, case, timestep_fs: float):
+    """ASE VelocityVerlet with :class:`EquiforceCalculator` (float32) whose model is `TrivialEnergy`."""
+    import numpy as np
+    from ase import Atoms
+    from ase import units as ase_units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    from equiforce.calculator import EquiforceCalculator
+    from equiforce.units import ANGSTROM_PER_NM
+
+    atoms = Atoms([a.element.symbol for a in case.topology.atoms()], positions=case.positions_nm * ANGSTROM_PER_NM,
+                  cell=case.box_nm * ANGSTROM_PER_NM, pbc=True)
+    calculator = EquiforceCalculator(model_file, precision="float32")
+    calculator.module = TrivialEnergy.for_calculator()  # everything else (conversions, species) as shipped
+    atoms.calc = calculator
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(1))
+    dynamics = VelocityVerlet(atoms, timestep=timestep_fs * ase_units.fs)
+    return lambda n: dynamics.run(n)
+
+
+def trivial_torchforce_step(case, timestep_fs: float):
+    """OpenMM Verlet (CPU, one thread) with a periodic TorchForce of `TrivialEnergy`."""
+    import openmm
+    import openmmtorch
+    from openmm import unit
+
+    system = case.masses_system()
+    force = openmmtorch.TorchForce(TrivialEnergy.for_torchforce())
+    force.setUsesPeriodicBoundaryConditions(True)
+    system.addForce(force)
+    context = openmm.Context(system, openmm.VerletIntegrator(timestep_fs * unit.femtoseconds),
+                             openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    context.setPositions(case.positions_nm * unit.nanometer)
+    return lambda n, context=context: context.getIntegrator().step(n)
+
+
+def derived(ms: dict, goal: float = ASE_GOAL) -> dict:
+    """The engines' costs around a model (ms, from the trivial-model runs) and the model time the goal needs."""
+    ase_engine = ms["ase-trivial-model"]
+    torchforce_engine = ms["torchforce-trivial-model"]
+    return {
+        "ase_over_torchforce": ms["ase"] / ms["torchforce"],
+        "ase_engine_ms": ase_engine,
+        "torchforce_engine_ms": torchforce_engine,
+        "calculator_glue_ms": ase_engine - ms["ase-no-model"],
+        "torchforce_glue_ms": torchforce_engine - ms["openmm-no-model"],
+        "model_ms": ms["bare-torchscript"],
+        "model_ms_for_goal": (ase_engine - goal * torchforce_engine) / (goal - 1.0),
+    }
+
+
+def main(argv=None) -> int:
+    sys.path.insert(0, os.path.join(REPOSITORY, "python"))
+    import torch  # before openmm: the TorchForce plugin's kernels need libtorch loaded when openmm loads them
+    import openmm
+    from openmm import unit
+
+    from equiforce.bench import WaterCase, describe_machine, file_sha256, make_step, time_interleaved, write_json
+    from equiforce.bench._speed import TIMESTEP_FS
+    from equiforce.demo import SHIPPED_MODEL
+    from equiforce.export import load_model
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--molecules", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--repeats", type=int, default=15, help="rounds of one block per method")
+    parser.add_argument("--block-steps", type=int, default=10)
+    parser.add_argument("--model", default=SHIPPED_MODEL)
+    parser.add_argument("--out", default=os.path.join(REPOSITORY, "benchmarks", "results", "ase_overhead_cpu.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    module, metadata = load_model(args.model)
+    result = {"machine": describe_machine(), "model": os.path.relpath(args.model, REPOSITORY),
+              "model_sha256": file_sha256(args.model), "repeats": args.repeats, "block_steps": args.block_steps,
+              "dtype": "float32", "threads": 1, "goal_ase_over_torchforce": ASE_GOAL, "cases": []}
+    for n_molecules in args.molecules:
+        case = WaterCase(n_molecules, metadata)
+        empty = openmm.Context(case.masses_system(), openmm.VerletIntegrator(TIMESTEP_FS * unit.femtoseconds),
+                               openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+        empty.setPositions(case.positions_nm * unit.nanometer)
+        steps = {
+            "bare-torchscript": make_step("bare-torchscript", "float32", module, metadata, args.model, case),
+            "torchforce": make_step("torchforce", "float32", module, metadata, args.model, case, threads=1),
+            "ase": make_step("ase", "float32", module, metadata, args.model, case),
+            "ase-trivial-model": trivial_ase_step(args.model, case, TIMESTEP_FS),
+            "torchforce-trivial-model": trivial_torchforce_step(case, TIMESTEP_FS),
+            "ase-no-model": zero_force_dynamics(case, TIMESTEP_FS),
+            "openmm-no-model": lambda n, context=empty: context.getIntegrator().step(n),
+        }
+        timings = time_interleaved(steps, warmup_steps=5, block_steps=args.block_steps, blocks=args.repeats)
+        ms = {name: t["ms_per_step"] for name, t in timings.items()}  # median of the blocks
+        record = {"n_atoms": case.n_atoms, "ms_per_step": ms,
+                  "ms_range": {name: [t["ms_min"], t["ms_max"]] for name, t in timings.items()}, **derived(ms)}
+        print({key: (round(value, 3) if isinstance(value, float) else value) for key, value in record.items()
+               if key != "ms_range"}, flush=True)
+        result["cases"].append(record)
+        write_json(result, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
