@@ -1,24 +1,28 @@
 #!/usr/bin/env python
-"""Where an ASE MD step spends its time, beside an OpenMM step, with the same exported model.
+"""Where an ASE or a PythonForce MD step spends its time, beside a TorchForce step, with the same weights.
 
-The speed benchmark's goal "torchforce >= 1.3x faster than ase" is missed on a CPU (1.23 and 1.09 at 96 and
-384 atoms). Both run the same TorchScript file, so the ratio is set by what each engine adds to the model's
-forward + backward. This script times, alternating in one process (``time_interleaved``), one thread:
+The speed benchmark's goals "torchforce >= 1.3x faster than ase" and "... than pythonforce" are missed on a CPU
+(ASE 1.23 and 1.09 at 96 and 384 atoms, PythonForce 1.13 at 384). All run the same model, so the ratios are set
+by what each engine adds to the model's forward + backward. This script times, alternating in one process (``time_interleaved``), one thread:
 
 - ``bare-torchscript``: the model's forward + backward alone (``equiforce.bench.bare_step``);
 - ``torchforce``: one OpenMM Verlet step with the model as a TorchForce (CPU platform);
 - ``ase``: one ASE ``VelocityVerlet`` step with :class:`equiforce.calculator.EquiforceCalculator`;
-- ``ase-trivial-model``, ``torchforce-trivial-model``: the same two engines with a model that costs next to
+- ``pythonforce``: one OpenMM Verlet step with the eager model in an ``openmm.PythonForce`` (as the speed
+  benchmark runs it, the way openmm-ml 1.8 runs its models);
+- ``ase-trivial-model``, ``torchforce-trivial-model``, ``pythonforce-trivial-model``: the same engines with a model that costs next to
   nothing (a scripted E = sum(x^2) / 2 in eV and Å, with its autograd), so they time what each engine adds
-  around a model: ASE's integrator, our calculator's conversions, OpenMM's step and openmm-torch's copies;
+  around a model: ASE's integrator, our calculator's conversions, OpenMM's step, openmm-torch's copies,
+  PythonForce's calls into Python;
 - ``ase-no-model``: ASE ``VelocityVerlet`` with a calculator that returns zero forces at once (ASE alone);
 - ``openmm-no-model``: OpenMM Verlet of the same particles with no force at all.
 
 The differences between runs of the real model (hundreds of microseconds to milliseconds from one block to the
 next on this machine) are larger than the engines' costs, so the engines are timed with the trivial model:
-``ase_engine_ms`` a and ``torchforce_engine_ms`` t. ``model_ms_for_goal`` is how fast the model's forward +
-backward would have to be for ASE / torchforce to reach the goal g with the engines' costs as measured:
-(M + a) / (M + t) >= g for M <= (a - g t) / (g - 1).
+``ase_engine_ms`` a, ``pythonforce_engine_ms`` and ``torchforce_engine_ms`` t. ``model_ms_for_goal`` is how fast
+the model's forward + backward would have to be for ASE / torchforce to reach the goal g with the engines' costs
+as measured: (M + a) / (M + t) >= g for M <= (a - g t) / (g - 1); ``model_ms_for_pythonforce_goal`` the same
+with PythonForce's cost for a.
 Writes ``benchmarks/results/ase_overhead_cpu.json``.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/ase_overhead.py [--molecules 32 128] [--repeats 15]``
@@ -123,18 +127,33 @@ def trivial_torchforce_step(case, timestep_fs: float):
     return lambda n, context=context: context.getIntegrator().step(n)
 
 
+def trivial_pythonforce_step(case, timestep_fs: float):
+    """OpenMM Verlet (CPU, one thread) with `TrivialEnergy` in a PythonForce, called as the speed benchmark's
+    ``pythonforce`` method calls the eager model (float32, positions and cell in Å)."""
+    import torch
+
+    from equiforce.bench._speed import _context_step, _pythonforce_system
+
+    system = _pythonforce_system(TrivialEnergy.for_calculator(), case, torch.float32, torch.device("cpu"))
+    return _context_step(system, case, "CPU", 1)
+
+
 def derived(ms: dict, goal: float = ASE_GOAL) -> dict:
     """The engines' costs around a model (ms, from the trivial-model runs) and the model time the goal needs."""
     ase_engine = ms["ase-trivial-model"]
     torchforce_engine = ms["torchforce-trivial-model"]
+    pythonforce_engine = ms["pythonforce-trivial-model"]
     return {
         "ase_over_torchforce": ms["ase"] / ms["torchforce"],
+        "pythonforce_over_torchforce": ms["pythonforce"] / ms["torchforce"],
         "ase_engine_ms": ase_engine,
+        "pythonforce_engine_ms": pythonforce_engine,
         "torchforce_engine_ms": torchforce_engine,
         "calculator_glue_ms": ase_engine - ms["ase-no-model"],
         "torchforce_glue_ms": torchforce_engine - ms["openmm-no-model"],
         "model_ms": ms["bare-torchscript"],
         "model_ms_for_goal": (ase_engine - goal * torchforce_engine) / (goal - 1.0),
+        "model_ms_for_pythonforce_goal": (pythonforce_engine - goal * torchforce_engine) / (goal - 1.0),
     }
 
 
@@ -171,7 +190,9 @@ def main(argv=None) -> int:
             "bare-torchscript": make_step("bare-torchscript", "float32", module, metadata, args.model, case),
             "torchforce": make_step("torchforce", "float32", module, metadata, args.model, case, threads=1),
             "ase": make_step("ase", "float32", module, metadata, args.model, case),
+            "pythonforce": make_step("pythonforce", "float32", module, metadata, args.model, case, threads=1),
             "ase-trivial-model": trivial_ase_step(args.model, case, TIMESTEP_FS),
+            "pythonforce-trivial-model": trivial_pythonforce_step(case, TIMESTEP_FS),
             "torchforce-trivial-model": trivial_torchforce_step(case, TIMESTEP_FS),
             "ase-no-model": zero_force_dynamics(case, TIMESTEP_FS),
             "openmm-no-model": lambda n, context=empty: context.getIntegrator().step(n),

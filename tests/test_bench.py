@@ -362,16 +362,19 @@ def test_the_ase_overhead_script_times_every_part_and_derives_the_goal_model_tim
                         "--out", str(out)]) == 0
     (case,) = json.loads(out.read_text())["cases"]
     assert case["n_atoms"] == 24
-    assert set(case["ms_per_step"]) == {"bare-torchscript", "torchforce", "ase", "ase-trivial-model",
-                                        "torchforce-trivial-model", "ase-no-model", "openmm-no-model"}
+    assert set(case["ms_per_step"]) == {"bare-torchscript", "torchforce", "ase", "pythonforce", "ase-trivial-model",
+                                        "torchforce-trivial-model", "pythonforce-trivial-model", "ase-no-model",
+                                        "openmm-no-model"}
     assert all(ms > 0 for ms in case["ms_per_step"].values())
     # The derivation itself, on numbers worked by hand: ASE costs 3 ms, OpenMM 0.3, goal 1.3 -> model <= 8.7 ms.
-    derived = module.derived({"bare-torchscript": 10.0, "torchforce": 10.3, "ase": 13.0, "ase-trivial-model": 3.0,
-                              "torchforce-trivial-model": 0.3, "ase-no-model": 0.5, "openmm-no-model": 0.1})
+    derived = module.derived({"bare-torchscript": 10.0, "torchforce": 10.3, "ase": 13.0, "pythonforce": 12.0,
+                              "ase-trivial-model": 3.0, "torchforce-trivial-model": 0.3,
+                              "pythonforce-trivial-model": 1.6, "ase-no-model": 0.5, "openmm-no-model": 0.1})
     assert math.isclose(derived["model_ms_for_goal"], (3.0 - 1.3 * 0.3) / 0.3)
     model = derived["model_ms_for_goal"]
     assert math.isclose((model + 3.0) / (model + 0.3), 1.3)  # at that model time the ratio is exactly the goal
     assert math.isclose(derived["calculator_glue_ms"], 2.5) and math.isclose(derived["torchforce_glue_ms"], 0.2)
+    assert math.isclose(derived["model_ms_for_pythonforce_goal"], (1.6 - 1.3 * 0.3) / 0.3)
 
 
 def test_the_trivial_models_give_the_harmonic_forces_through_both_engines(exported_model):
@@ -397,3 +400,11 @@ def test_the_trivial_models_give_the_harmonic_forces_through_both_engines(export
     state = step.__defaults__[0].getState(getForces=True, getPositions=True)
     np.testing.assert_allclose(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
                                -state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), rtol=1e-5, atol=1e-6)
+    step = module.trivial_pythonforce_step(case, 0.5)  # E = sum(x^2)/2 in eV, x in Å: F = -x eV/Å
+    step(1)
+    state = step.context.getState(getForces=True, getPositions=True)
+    from equiforce.units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
+
+    np.testing.assert_allclose(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
+                               -state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+                               * ANGSTROM_PER_NM ** 2 * KJ_PER_MOL_PER_EV, rtol=1e-4)

@@ -1,5 +1,5 @@
 """ASE calculator for exported equiforce models (Å, eV, eV/Å — ASE's own units)."""
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -31,15 +31,23 @@ class EquiforceCalculator(Calculator):
         self.device = torch.device(device)
         self.dtype = self.module.network.energy_scale.dtype
         self._index = {symbol: k for k, symbol in enumerate(self.metadata["elements"])}
+        self._species_cache: Optional[Tuple[np.ndarray, torch.Tensor]] = None  # (numbers [N], species [N])
 
     def _species(self, atoms) -> torch.Tensor:
+        """[N] species indices of ``atoms``; remembered for the last atomic numbers seen, since MD calls this
+        every step with the same atoms."""
+        numbers = np.asarray(atoms.numbers)
+        if self._species_cache is not None and np.array_equal(self._species_cache[0], numbers):
+            return self._species_cache[1]
         symbols = atoms.get_chemical_symbols()
         for i, symbol in enumerate(symbols):
             if symbol not in self._index:
                 raise ValueError(
                     f"atom {i} is element {symbol}; the model knows only {self.metadata['elements']}"
                 )
-        return torch.tensor([self._index[s] for s in symbols], dtype=torch.long, device=self.device)
+        species = torch.tensor([self._index[s] for s in symbols], dtype=torch.long, device=self.device)
+        self._species_cache = (numbers.copy(), species)
+        return species
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
