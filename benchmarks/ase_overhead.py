@@ -3,15 +3,16 @@
 
 The speed benchmark's goals "torchforce >= 1.3x faster than ase" and "... than pythonforce" are missed on a CPU
 (ASE 1.23 and 1.09 at 96 and 384 atoms, PythonForce 1.13 at 384). All run the same model, so the ratios are set
-by what each engine adds to the model's forward + backward. This script times, alternating in one process (``time_interleaved``), one thread:
+by what each engine adds to the model's forward + backward. This script times, alternating in one process
+(``time_interleaved``), one thread:
 
 - ``bare-torchscript``: the model's forward + backward alone (``equiforce.bench.bare_step``);
 - ``torchforce``: one OpenMM Verlet step with the model as a TorchForce (CPU platform);
 - ``ase``: one ASE ``VelocityVerlet`` step with :class:`equiforce.calculator.EquiforceCalculator`;
 - ``pythonforce``: one OpenMM Verlet step with the eager model in an ``openmm.PythonForce`` (as the speed
   benchmark runs it, the way openmm-ml 1.8 runs its models);
-- ``ase-trivial-model``, ``torchforce-trivial-model``, ``pythonforce-trivial-model``: the same engines with a model that costs next to
-  nothing (a scripted E = sum(x^2) / 2 in eV and Å, with its autograd), so they time what each engine adds
+- ``ase-trivial-model``, ``torchforce-trivial-model``, ``pythonforce-trivial-model``: the same engines with a
+  model that costs next to nothing (a scripted E = sum(x^2) / 2 in eV and Å, with its autograd), so they time what each engine adds
   around a model: ASE's integrator, our calculator's conversions, OpenMM's step, openmm-torch's copies,
   PythonForce's calls into Python;
 - ``ase-no-model``: ASE ``VelocityVerlet`` with a calculator that returns zero forces at once (ASE alone);
@@ -37,16 +38,12 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASE_GOAL = 1.3
 
 
-def zero_force_dynamics(case, timestep_fs: float):
+def zero_force_dynamics(case):
     """ASE VelocityVerlet on the box with a calculator that costs nothing: [N, 3] zero forces, zero energy."""
     import numpy as np
-    from ase import Atoms
-    from ase import units as ase_units
     from ase.calculators.calculator import Calculator, all_changes
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-    from ase.md.verlet import VelocityVerlet
 
-    from equiforce.units import ANGSTROM_PER_NM
+    from equiforce.bench._speed import ase_dynamics
 
     class ZeroForces(Calculator):
         implemented_properties = ["energy", "free_energy", "forces"]
@@ -55,12 +52,7 @@ def zero_force_dynamics(case, timestep_fs: float):
             super().calculate(atoms, properties, system_changes)
             self.results = {"energy": 0.0, "free_energy": 0.0, "forces": np.zeros((len(self.atoms), 3))}
 
-    atoms = Atoms([a.element.symbol for a in case.topology.atoms()], positions=case.positions_nm * ANGSTROM_PER_NM,
-                  cell=case.box_nm * ANGSTROM_PER_NM, pbc=True)
-    atoms.calc = ZeroForces()
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(1))
-    dynamics = VelocityVerlet(atoms, timestep=timestep_fs * ase_units.fs)
-    return lambda n: dynamics.run(n)
+    return ase_dynamics(case, ZeroForces())
 
 
 class TrivialEnergy:
@@ -90,44 +82,30 @@ class TrivialEnergy:
         return torch.jit.script(Harmonic())
 
 
-def trivial_ase_step(model_file: str, case, timestep_fs: float):
+def trivial_ase_step(model_file: str, case):
     """ASE VelocityVerlet with :class:`EquiforceCalculator` (float32) whose model is `TrivialEnergy`."""
-    import numpy as np
-    from ase import Atoms
-    from ase import units as ase_units
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-    from ase.md.verlet import VelocityVerlet
-
+    from equiforce.bench._speed import ase_dynamics
     from equiforce.calculator import EquiforceCalculator
-    from equiforce.units import ANGSTROM_PER_NM
 
-    atoms = Atoms([a.element.symbol for a in case.topology.atoms()], positions=case.positions_nm * ANGSTROM_PER_NM,
-                  cell=case.box_nm * ANGSTROM_PER_NM, pbc=True)
     calculator = EquiforceCalculator(model_file, precision="float32")
     calculator.module = TrivialEnergy.for_calculator()  # everything else (conversions, species) as shipped
-    atoms.calc = calculator
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(1))
-    dynamics = VelocityVerlet(atoms, timestep=timestep_fs * ase_units.fs)
-    return lambda n: dynamics.run(n)
+    return ase_dynamics(case, calculator)
 
 
-def trivial_torchforce_step(case, timestep_fs: float):
+def trivial_torchforce_step(case):
     """OpenMM Verlet (CPU, one thread) with a periodic TorchForce of `TrivialEnergy`."""
-    import openmm
     import openmmtorch
-    from openmm import unit
+
+    from equiforce.bench._speed import _context_step
 
     system = case.masses_system()
     force = openmmtorch.TorchForce(TrivialEnergy.for_torchforce())
     force.setUsesPeriodicBoundaryConditions(True)
     system.addForce(force)
-    context = openmm.Context(system, openmm.VerletIntegrator(timestep_fs * unit.femtoseconds),
-                             openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
-    context.setPositions(case.positions_nm * unit.nanometer)
-    return lambda n, context=context: context.getIntegrator().step(n)
+    return _context_step(system, case, "CPU", 1)
 
 
-def trivial_pythonforce_step(case, timestep_fs: float):
+def trivial_pythonforce_step(case):
     """OpenMM Verlet (CPU, one thread) with `TrivialEnergy` in a PythonForce, called as the speed benchmark's
     ``pythonforce`` method calls the eager model (float32, positions and cell in Å)."""
     import torch
@@ -160,11 +138,9 @@ def derived(ms: dict, goal: float = ASE_GOAL) -> dict:
 def main(argv=None) -> int:
     sys.path.insert(0, os.path.join(REPOSITORY, "python"))
     import torch  # before openmm: the TorchForce plugin's kernels need libtorch loaded when openmm loads them
-    import openmm
-    from openmm import unit
 
     from equiforce.bench import WaterCase, describe_machine, file_sha256, make_step, time_interleaved, write_json
-    from equiforce.bench._speed import TIMESTEP_FS
+    from equiforce.bench._speed import _context_step
     from equiforce.demo import SHIPPED_MODEL
     from equiforce.export import load_model
 
@@ -183,19 +159,16 @@ def main(argv=None) -> int:
               "dtype": "float32", "threads": 1, "goal_ase_over_torchforce": ASE_GOAL, "cases": []}
     for n_molecules in args.molecules:
         case = WaterCase(n_molecules, metadata)
-        empty = openmm.Context(case.masses_system(), openmm.VerletIntegrator(TIMESTEP_FS * unit.femtoseconds),
-                               openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
-        empty.setPositions(case.positions_nm * unit.nanometer)
         steps = {
             "bare-torchscript": make_step("bare-torchscript", "float32", module, metadata, args.model, case),
             "torchforce": make_step("torchforce", "float32", module, metadata, args.model, case, threads=1),
             "ase": make_step("ase", "float32", module, metadata, args.model, case),
             "pythonforce": make_step("pythonforce", "float32", module, metadata, args.model, case, threads=1),
-            "ase-trivial-model": trivial_ase_step(args.model, case, TIMESTEP_FS),
-            "pythonforce-trivial-model": trivial_pythonforce_step(case, TIMESTEP_FS),
-            "torchforce-trivial-model": trivial_torchforce_step(case, TIMESTEP_FS),
-            "ase-no-model": zero_force_dynamics(case, TIMESTEP_FS),
-            "openmm-no-model": lambda n, context=empty: context.getIntegrator().step(n),
+            "ase-trivial-model": trivial_ase_step(args.model, case),
+            "pythonforce-trivial-model": trivial_pythonforce_step(case),
+            "torchforce-trivial-model": trivial_torchforce_step(case),
+            "ase-no-model": zero_force_dynamics(case),
+            "openmm-no-model": _context_step(case.masses_system(), case, "CPU", 1),
         }
         timings = time_interleaved(steps, warmup_steps=5, block_steps=args.block_steps, blocks=args.repeats)
         ms = {name: t["ms_per_step"] for name, t in timings.items()}  # median of the blocks

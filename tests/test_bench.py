@@ -386,6 +386,7 @@ def test_the_trivial_models_give_the_harmonic_forces_through_both_engines(export
     from equiforce.bench import WaterCase
     from equiforce.calculator import EquiforceCalculator
     from equiforce.export import load_model
+    from equiforce.units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
 
     module = load_benchmark_script("ase_overhead")
     path, _ = exported_model
@@ -396,15 +397,14 @@ def test_the_trivial_models_give_the_harmonic_forces_through_both_engines(export
                   cell=case.box_nm * 10.0, pbc=True)
     atoms.calc = calculator
     np.testing.assert_allclose(atoms.get_forces(), -atoms.positions, rtol=1e-12)
-    step = module.trivial_torchforce_step(case, 0.5)
-    state = step.__defaults__[0].getState(getForces=True, getPositions=True)
-    np.testing.assert_allclose(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
-                               -state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), rtol=1e-5, atol=1e-6)
-    step = module.trivial_pythonforce_step(case, 0.5)  # E = sum(x^2)/2 in eV, x in Å: F = -x eV/Å
+    step = module.trivial_torchforce_step(case)
     step(1)
     state = step.context.getState(getForces=True, getPositions=True)
-    from equiforce.units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
-
+    np.testing.assert_allclose(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
+                               -state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), rtol=1e-5, atol=1e-6)
+    step = module.trivial_pythonforce_step(case)  # E = sum(x^2)/2 in eV, x in Å: F = -x eV/Å
+    step(1)
+    state = step.context.getState(getForces=True, getPositions=True)
     np.testing.assert_allclose(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
                                -state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
                                * ANGSTROM_PER_NM ** 2 * KJ_PER_MOL_PER_EV, rtol=1e-4)

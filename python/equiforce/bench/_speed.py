@@ -117,13 +117,13 @@ def _pythonforce_system(eager: EquivariantPotential, case: WaterCase, dtype: tor
     return system
 
 
-def _ase_step(model_file: str, case: WaterCase, precision: str, device: torch.device) -> Callable[[int], None]:
+def ase_dynamics(case: WaterCase, calculator) -> Callable[[int], None]:
+    """``step(n)``: n steps of ASE's VelocityVerlet on ``case``'s box (Å, periodic) with ``calculator``, from
+    velocities drawn at 300 K."""
     from ase import Atoms
     from ase import units as ase_units
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet
-
-    from ..calculator import EquiforceCalculator
 
     atoms = Atoms(
         [a.element.symbol for a in case.topology.atoms()],
@@ -131,10 +131,16 @@ def _ase_step(model_file: str, case: WaterCase, precision: str, device: torch.de
         cell=case.box_nm * ANGSTROM_PER_NM,
         pbc=True,
     )
-    atoms.calc = EquiforceCalculator(model_file, device=str(device), precision=precision)
+    atoms.calc = calculator
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(1))
     dynamics = VelocityVerlet(atoms, timestep=TIMESTEP_FS * ase_units.fs)
     return lambda n: dynamics.run(n)
+
+
+def _ase_step(model_file: str, case: WaterCase, precision: str, device: torch.device) -> Callable[[int], None]:
+    from ..calculator import EquiforceCalculator
+
+    return ase_dynamics(case, EquiforceCalculator(model_file, device=str(device), precision=precision))
 
 
 def _nequip_openmmml_system(case: WaterCase, eval_mode: bool) -> openmm.System:
