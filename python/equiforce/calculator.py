@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
-from .export import load_model
+from .export import load_model, model_dtype
 from .export._metadata import DTYPES
 
 
@@ -29,7 +29,7 @@ class EquiforceCalculator(Calculator):
                 raise ValueError(f"precision must be one of {sorted(DTYPES)} or None, got {precision!r}")
             self.module = self.module.to(DTYPES[precision])
         self.device = torch.device(device)
-        self.dtype = self.module.network.energy_scale.dtype
+        self.dtype = model_dtype(self.module)
         self._index = {symbol: k for k, symbol in enumerate(self.metadata["elements"])}
         self._species_cache: Optional[Tuple[np.ndarray, torch.Tensor]] = None  # (numbers [N], species [N])
 

@@ -1,4 +1,4 @@
-"""Command-line interface: ``equiforce {init,export,info,demo,train,bench}``."""
+"""Command-line interface: ``equiforce {init,export,import,info,demo,train,evaluate,bench,spectra}``."""
 import argparse
 import json
 import sys
@@ -49,6 +49,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if table:
         print(f"radial MLPs tabulated on {table['knots']} knots ({table['spacing_angstrom']:.4g} Å apart; largest "
               f"interpolation error {table['max_relative_error']:.2g} of the largest weight)")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .imports import import_sevennet
+
+    if args.kind in ("sevennet-0", "7net-0"):
+        if args.path is not None:
+            raise ValueError(f"{args.kind} is the pretrained model shipped inside sevenn: give no PATH "
+                             "(for a checkpoint of your own: equiforce import sevennet PATH)")
+        metadata = import_sevennet("7net-0", args.output, dtype=args.dtype, modal=args.modal)
+    elif args.kind == "sevennet":
+        if args.path is None:
+            raise ValueError("equiforce import sevennet needs PATH: a SevenNet checkpoint (.pth) or a pretrained "
+                             "name sevenn knows (7net-0, 7net-l3i5)")
+        metadata = import_sevennet(args.path, args.output, dtype=args.dtype, modal=args.modal)
+    else:
+        raise ValueError(f"unknown import kind {args.kind!r}")
+    print(f"{args.output}: {len(metadata['elements'])} elements ({' '.join(metadata['elements'])}), "
+          f"cutoff {metadata['cutoff']} Å, {metadata['dtype']}; run it with "
+          f"MLPotential('equiforce', modelPath='{args.output}')")
     return 0
 
 
@@ -235,6 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--repulsion-margin", type=float, default=0.03, help="wall onset = shortest distance - this (Å)")
     export.add_argument("--repulsion-strength", type=float, default=500.0, help="wall strength A (eV)")
     export.set_defaults(run=_cmd_export)
+
+    imported = sub.add_parser("import", help="write a pretrained model of another project (SevenNet-0, a SevenNet "
+                              "checkpoint) as one equiforce model file")
+    imported.add_argument("kind", choices=["sevennet-0", "7net-0", "sevennet"],
+                          help="sevennet-0: the pretrained SevenNet-0 shipped inside the sevenn package; sevennet: "
+                               "a SevenNet checkpoint given as PATH")
+    imported.add_argument("path", nargs="?", default=None, help="the checkpoint (for kinds that need one)")
+    imported.add_argument("-o", "--output", required=True, help="model file to write")
+    imported.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    imported.add_argument("--modal", default=None, help="fidelity of a multi-fidelity SevenNet checkpoint")
+    imported.set_defaults(run=_cmd_import)
 
     info = sub.add_parser("info", help="print the metadata of an exported model")
     info.add_argument("model")

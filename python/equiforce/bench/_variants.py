@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from ..export import load_model
+from ..export import load_model, model_dtype
 from ..units import ANGSTROM_PER_NM
 from ._machine import describe_machine
 from ._speed import WaterCase, make_step, write_json
@@ -22,7 +22,7 @@ from ._timing import time_interleaved
 def energy_and_forces(module, case: WaterCase):
     """Energy (eV, 0-dim) and forces (eV/Å, [N, 3]) of an exported model (as ``load_model`` returns it) on
     ``case``, in the model's dtype."""
-    dtype = module.network.energy_scale.dtype
+    dtype = model_dtype(module)
     positions = torch.tensor(case.positions_nm * ANGSTROM_PER_NM, dtype=dtype, requires_grad=True)  # [N, 3] Å
     energy = module(positions, case.species, torch.tensor(case.box_nm * ANGSTROM_PER_NM, dtype=dtype))
     return energy.detach(), -torch.autograd.grad(energy, positions)[0]

@@ -80,6 +80,17 @@ def export_model(
     return metadata
 
 
+def model_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The floating-point dtype a model file computes in: that of its floating-point weights and buffers.
+
+    Works for every equiforce file, own or imported (:mod:`equiforce.imports`), eager or TorchScript. Raises
+    :class:`ModelFileError` if they disagree (a file half converted)."""
+    dtypes = {t.dtype for t in list(module.parameters()) + list(module.buffers()) if t.is_floating_point()}
+    if len(dtypes) != 1:
+        raise ModelFileError(f"the model's floating-point weights should share one dtype, found {sorted(map(str, dtypes))}")
+    return next(iter(dtypes))
+
+
 def load_model(path: str, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, Dict[str, Any]]:
     """Load an exported file: returns (TorchScript module in eval mode, metadata dict).
 
@@ -88,7 +99,7 @@ def load_model(path: str, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, 
     metadata = read_metadata(path)
     module = torch.jit.load(path, map_location=device).eval()
     expected = DTYPES[metadata["dtype"]]
-    actual = module.network.energy_scale.dtype
+    actual = model_dtype(module)
     if actual != expected:
         raise ModelFileError(f"{path}: metadata says {metadata['dtype']} but the weights are {actual}")
     if abs(float(module.cutoff) - float(metadata["cutoff"])) > 1e-12:

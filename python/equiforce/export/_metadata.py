@@ -2,7 +2,7 @@
 import datetime
 import json
 import zipfile
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import e3nn
 import torch
@@ -21,6 +21,8 @@ READABLE_FORMATS = (2, 3, 4)
 #: Name of the JSON extra file inside the TorchScript archive.
 METADATA_FILE = "equiforce_metadata.json"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: ``metadata["architecture"]`` of files made from equiforce's own network (files without the key are too).
+OWN_ARCHITECTURE = "equiforce"
 
 
 class ModelFileError(ValueError):
@@ -41,6 +43,7 @@ def build_metadata(config: ModelConfig, dtype: str, fused_convolution: bool = Fa
         "equiforce_version": __version__,
         "torch_version": torch.__version__,
         "e3nn_version": e3nn.__version__,
+        "architecture": OWN_ARCHITECTURE,
         "elements": list(config.elements),
         "atomic_numbers": config.atomic_numbers,
         "cutoff": config.cutoff,
@@ -52,6 +55,37 @@ def build_metadata(config: ModelConfig, dtype: str, fused_convolution: bool = Fa
         "self_interaction_matrix": self_interaction_matrix,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def build_imported_metadata(elements: List[str], atomic_numbers: List[int], cutoff: float, dtype: str,
+                            config: Dict[str, Any], source: Dict[str, Any]) -> Dict[str, Any]:
+    """Metadata of a file wrapping an imported network (:mod:`equiforce.imports`): the keys of
+    :func:`build_metadata` (the optimisations of equiforce's own network off), ``architecture`` (e.g.
+    ``"sevennet"``), the foreign model's hyperparameters as ``config``, and ``source``: where the weights came
+    from (checkpoint path and SHA-256, package versions, licence)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "equiforce_version": __version__,
+        "torch_version": torch.__version__,
+        "e3nn_version": e3nn.__version__,
+        "architecture": source["architecture"],
+        "elements": list(elements),
+        "atomic_numbers": [int(z) for z in atomic_numbers],
+        "cutoff": float(cutoff),
+        "units": dict(MODEL_UNITS),
+        "dtype": dtype,
+        "config": config,
+        "source": source,
+        "fused_convolution": False,
+        "radial_table": None,
+        "self_interaction_matrix": None,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def architecture(metadata: Dict[str, Any]) -> str:
+    """The network a file carries: ``"equiforce"`` for our own, else the imported one's name (``"sevennet"``)."""
+    return str(metadata.get("architecture", OWN_ARCHITECTURE))
 
 
 def read_metadata(path: str) -> Dict[str, Any]:

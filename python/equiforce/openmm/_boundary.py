@@ -4,6 +4,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..export import model_dtype
 from ..units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
 
 
@@ -20,6 +21,8 @@ class OpenMMEnergy(nn.Module):
                  max_pairs: int = 0):
         super().__init__()
         self.model = model
+        # Empty, in the model's dtype: what positions are cast to (follows .to(dtype) of this module).
+        self.register_buffer("dtype_probe", torch.zeros(0, dtype=model_dtype(model)))
         self.register_buffer("species", species.to(torch.long))  # [n_ml]
         self.use_subset = atoms is not None
         subset = atoms if atoms is not None else torch.zeros(0, dtype=torch.long)
@@ -30,7 +33,7 @@ class OpenMMEnergy(nn.Module):
         self.energy_scale = float(KJ_PER_MOL_PER_EV)
 
     def forward(self, positions: Tensor, box: Optional[Tensor] = None) -> Tensor:
-        dtype = self.model.network.energy_scale.dtype
+        dtype = self.dtype_probe.dtype
         if self.use_subset:
             positions = positions.index_select(0, self.atoms)
         positions_angstrom = positions.to(dtype) * self.length_scale  # [n_ml, 3] Å

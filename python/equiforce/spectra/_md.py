@@ -190,7 +190,7 @@ def trajectory_properties(property_model_file: str, topology_file: str, trajecto
     import mdtraj
     import torch
 
-    from ..export import load_model
+    from ..export import load_model, model_dtype
 
     module, metadata = load_model(property_model_file)
     outputs = metadata.get("outputs") or []
@@ -198,7 +198,7 @@ def trajectory_properties(property_model_file: str, topology_file: str, trajecto
     if missing:
         raise ValueError(f"{property_model_file} has outputs {outputs}, not {missing}: export the property model "
                          "with export_model(..., properties=True) from a model with these heads")
-    dtype = module.network.energy_scale.dtype
+    dtype = model_dtype(module)
     index = {symbol: k for k, symbol in enumerate(metadata["elements"])}
     dipoles, polarizabilities = [], []
     for path in trajectory_files:
