@@ -53,7 +53,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from .imports import import_sevennet
+    from .imports import import_nequip, import_sevennet
 
     if args.kind in ("sevennet-0", "7net-0"):
         if args.path is not None:
@@ -65,6 +65,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
             raise ValueError("equiforce import sevennet needs PATH: a SevenNet checkpoint (.pth) or a pretrained "
                              "name sevenn knows (7net-0, 7net-l3i5)")
         metadata = import_sevennet(args.path, args.output, dtype=args.dtype, modal=args.modal)
+    elif args.kind == "nequip":
+        if args.path is None:
+            raise ValueError("equiforce import nequip needs PATH: a NequIP training checkpoint (.ckpt) or a "
+                             "nequip-package file (.nequip.zip)")
+        metadata = import_nequip(args.path, args.output, dtype=args.dtype)
     else:
         raise ValueError(f"unknown import kind {args.kind!r}")
     print(f"{args.output}: {len(metadata['elements'])} elements ({' '.join(metadata['elements'])}), "
@@ -258,10 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_cmd_export)
 
     imported = sub.add_parser("import", help="write a pretrained model of another project (SevenNet-0, a SevenNet "
-                              "checkpoint) as one equiforce model file")
-    imported.add_argument("kind", choices=["sevennet-0", "7net-0", "sevennet"],
+                              "checkpoint, a NequIP model) as one equiforce model file")
+    imported.add_argument("kind", choices=["sevennet-0", "7net-0", "sevennet", "nequip"],
                           help="sevennet-0: the pretrained SevenNet-0 shipped inside the sevenn package; sevennet: "
-                               "a SevenNet checkpoint given as PATH")
+                               "a SevenNet checkpoint given as PATH; nequip: a NequIP .ckpt or .nequip.zip as PATH")
     imported.add_argument("path", nargs="?", default=None, help="the checkpoint (for kinds that need one)")
     imported.add_argument("-o", "--output", required=True, help="model file to write")
     imported.add_argument("--dtype", choices=["float32", "float64"], default="float32")

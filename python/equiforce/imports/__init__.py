@@ -7,6 +7,7 @@ the ASE calculator take it as they are. Importing needs the foreign package; run
 """
 from ._errors import ImportedModelError
 from ._graph_potential import GraphPotential
+from ._nequip import import_nequip
 from ._sevennet import import_sevennet
 
-__all__ = ["GraphPotential", "ImportedModelError", "import_sevennet"]
+__all__ = ["GraphPotential", "ImportedModelError", "import_nequip", "import_sevennet"]
