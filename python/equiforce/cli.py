@@ -59,12 +59,14 @@ def _cmd_import(args: argparse.Namespace) -> int:
         if args.path is not None:
             raise ValueError(f"{args.kind} is the pretrained model shipped inside sevenn: give no PATH "
                              "(for a checkpoint of your own: equiforce import sevennet PATH)")
-        metadata = import_sevennet("7net-0", args.output, dtype=args.dtype, modal=args.modal)
+        metadata = import_sevennet("7net-0", args.output, dtype=args.dtype, modal=args.modal,
+                                   fused_convolution=not args.no_fused_convolution)
     elif args.kind == "sevennet":
         if args.path is None:
             raise ValueError("equiforce import sevennet needs PATH: a SevenNet checkpoint (.pth) or a pretrained "
                              "name sevenn knows (7net-0, 7net-l3i5)")
-        metadata = import_sevennet(args.path, args.output, dtype=args.dtype, modal=args.modal)
+        metadata = import_sevennet(args.path, args.output, dtype=args.dtype, modal=args.modal,
+                                   fused_convolution=not args.no_fused_convolution)
     elif args.kind == "nequip":
         if args.path is None:
             raise ValueError("equiforce import nequip needs PATH: a NequIP training checkpoint (.ckpt) or a "
@@ -271,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("-o", "--output", required=True, help="model file to write")
     imported.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     imported.add_argument("--modal", default=None, help="fidelity of a multi-fidelity SevenNet checkpoint")
+    imported.add_argument("--no-fused-convolution", action="store_true",
+                          help="SevenNet: keep e3nn's convolution code instead of equiforce's fused native op")
     imported.set_defaults(run=_cmd_import)
 
     info = sub.add_parser("info", help="print the metadata of an exported model")

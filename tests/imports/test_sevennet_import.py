@@ -135,6 +135,18 @@ def test_file_equals_the_eager_network_it_was_made_from(sevennet_module):
     torch.testing.assert_close(forces_file, forces_eager, rtol=1e-4, atol=1e-5)
 
 
+def test_fused_convolution_computes_e3nns_tensor_products(sevennet_module, sevennet_float64):
+    """The fused native op (the default) against SevenNet's own e3nn convolution code, float64."""
+    _, metadata = sevennet_module
+    built = build_sevennet("7net-0", dtype=torch.float64, fused_convolution=False)
+    e3nn_code = GraphPotential(built["network"], built["cutoff"], built["atomic_numbers"], built["type_of_species"])
+    positions, species, cell = frame_tensors(reference_frames()[0], metadata, torch.float64)
+    energy_fused, forces_fused = energy_and_forces(sevennet_float64, positions, species, cell)
+    energy_e3nn, forces_e3nn = energy_and_forces(e3nn_code.eval(), positions, species, cell)
+    torch.testing.assert_close(energy_fused, energy_e3nn, rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(forces_fused, forces_e3nn, rtol=1e-9, atol=1e-11)
+
+
 def test_fixed_capacity_neighbour_list_gives_the_same_energy(sevennet_module):
     module, metadata = sevennet_module
     positions, species, cell = frame_tensors(reference_frames()[0], metadata)

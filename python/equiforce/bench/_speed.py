@@ -12,8 +12,8 @@ import torch
 import openmm
 from openmm import unit
 
-from ..export import load_model
-from ..export._metadata import DTYPES
+from ..export import architecture, load_model
+from ..export._metadata import DTYPES, OWN_ARCHITECTURE
 from ..nn import (EquivariantPotential, ModelConfig, copy_radial_tables, copy_self_interaction_matrices,
                   set_fused_convolution)
 from ..openmm import create_force, species_for_atoms
@@ -32,6 +32,9 @@ METHODS = ["bare-eager", "bare-torchscript", "torchforce", "pythonforce", "ase",
 #: Opt-in peers (need ``requirements-bench.txt`` and ``benchmarks/peers/nequip/build.py``). openmm-ml 1.8 leaves
 #: the NequIP model in training mode; "-eval" is the same weights after ``.eval()`` (the fair comparison).
 PEER_METHODS = ["nequip-openmmml", "nequip-openmmml-eval"]
+#: Methods that rebuild equiforce's own eager network from a file's config (:func:`eager_copy`): an imported file
+#: (``equiforce import``) has none, so they are left out for it.
+EAGER_METHODS = ["bare-eager", "pythonforce"]
 NEQUIP_PEER_MODEL = os.path.join("runs", "peers", "nequip", "water.nequip.zip")
 
 
@@ -168,7 +171,10 @@ def _nequip_openmmml_system(case: WaterCase, eval_mode: bool) -> openmm.System:
 
 
 def eager_copy(module: torch.jit.ScriptModule, metadata: dict) -> EquivariantPotential:
-    """The eager model with the weights of an exported file."""
+    """The eager model with the weights of an exported file (equiforce's own network only)."""
+    if architecture(metadata) != OWN_ARCHITECTURE:
+        raise ValueError(f"the file holds an imported {architecture(metadata)} network, not equiforce's own: it has "
+                         f"no eager copy, so methods {EAGER_METHODS} cannot run it")
     model = EquivariantPotential(ModelConfig.from_dict(metadata["config"]))
     expected = model.state_dict()  # TorchScript keeps non-persistent buffers (the wall's onsets) in its state;
     model.load_state_dict({k: v for k, v in module.state_dict().items() if k in expected})  # they come from config
@@ -233,6 +239,11 @@ def _run_speed(molecules: List[int], model_file: str, methods: List[str], dtypes
     from tqdm import tqdm
 
     module, metadata = load_model(model_file)
+    skipped = [m for m in methods if m in EAGER_METHODS and architecture(metadata) != OWN_ARCHITECTURE]
+    if skipped:
+        print(f"{model_file} holds an imported {architecture(metadata)} network: skipping {skipped} (they rebuild "
+              "equiforce's own eager network)")
+        methods = [m for m in methods if m not in skipped]
     settings = {"model": model_file, "model_sha256": file_sha256(model_file), "model_config": metadata["config"],
                 "timestep_fs": TIMESTEP_FS,
                 "ns_per_day_timestep_fs": REPORT_TIMESTEP_FS, "openmm_cpu_threads": threads or "default",

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ..bench._machine import file_sha256
 from ..export._metadata import DTYPES
 from ._errors import ImportedModelError
+from ._sevennet_layers import OneHotInModelDtype, fuse_convolutions
 
 #: The sevenn releases whose checkpoint layout and modules this importer was written against and tested with.
 SUPPORTED_SEVENN = ("0.13",)
@@ -51,32 +52,6 @@ class SevenNetEdgeEnergy(nn.Module):
         }
         output = self.network(data)
         return output["inferred_total_energy"].reshape(())  # eV
-
-
-class OneHotInModelDtype(nn.Module):
-    """Stands in for SevenNet's ``OnehotEmbedding`` (same data keys, same values), which makes its one-hot
-    vectors float32 whatever the weights are: this one makes them in the dtype of the weights (``dtype_probe``
-    follows ``.to(dtype)``), so the network also runs in float64."""
-
-    def __init__(self, num_classes: int, key_x: str, key_output: str, key_save: Optional[str],
-                 key_additional_output: Optional[str]) -> None:
-        super().__init__()
-        self.num_classes = int(num_classes)
-        self.key_x = key_x
-        self.key_output = key_output
-        self.key_save = key_save
-        self.key_additional_output = key_additional_output
-        self.register_buffer("dtype_probe", torch.zeros(0))
-
-    def forward(self, data: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        types = data[self.key_x]  # [N] type indices
-        onehot = torch.nn.functional.one_hot(types, self.num_classes).to(self.dtype_probe.dtype)  # [N, T]
-        data[self.key_output] = onehot
-        if self.key_additional_output is not None:
-            data[self.key_additional_output] = onehot
-        if self.key_save is not None:
-            data[self.key_save] = types
-        return data
 
 
 def _with_onehot_in_model_dtype(model: nn.Module) -> None:
@@ -144,12 +119,15 @@ def _exact_coupling_coefficients(model: nn.Module) -> float:
 
 
 def build_sevennet(name_or_path: str, modal: Optional[str] = None, dtype: torch.dtype = torch.float32,
+                   fused_convolution: bool = True,
                    progress: Callable[[str], None] = lambda message: None) -> Dict[str, Any]:
     """SevenNet's network from its checkpoint, ready to script, in ``dtype``: {"network": eager
     SevenNetEdgeEnergy, "cutoff": Å, "atomic_numbers": [S] sorted, "type_of_species": [S], "source": metadata}.
 
     In float64 the learned weights are the checkpoint's float32 values, exactly; the coupling coefficients the
-    checkpoint also stores in float32 are recomputed in float64 (:func:`_exact_coupling_coefficients`)."""
+    checkpoint also stores in float32 are recomputed in float64 (:func:`_exact_coupling_coefficients`).
+    ``fused_convolution``: SevenNet's convolutions run equiforce's fused native op on the CPU
+    (:class:`~equiforce.imports._sevennet_layers.FusedSevenNetConvolution`); False keeps e3nn's code."""
     from ase.data import chemical_symbols
 
     version = _sevenn_version()
@@ -180,6 +158,9 @@ def build_sevennet(name_or_path: str, modal: Optional[str] = None, dtype: torch.
     model = model.to(dtype)
     with torch.no_grad():
         coefficient_change = _exact_coupling_coefficients(model) if dtype == torch.float64 else 0.0
+    if fused_convolution:
+        progress("fusing its convolutions (couplings measured on its own tensor products)")
+        fuse_convolutions(model)
     if "force_output" in model._modules:
         model.delete_module_by_key("force_output")  # forces come from autograd through equiforce's edge vectors
     model.eval_type_map = False  # we give SevenNet type indices, not atomic numbers
@@ -207,6 +188,7 @@ def build_sevennet(name_or_path: str, modal: Optional[str] = None, dtype: torch.
         "licence": SEVENNET_LICENSE,
         "num_parameters": int(sum(p.numel() for p in model.parameters())),
         "coupling_coefficients_recomputed_change": coefficient_change,
+        "fused_convolution": bool(fused_convolution),
     }
     hyperparameters = {key: config[key] for key in _CONFIG_KEYS if key in config}
     return {
@@ -221,20 +203,23 @@ def build_sevennet(name_or_path: str, modal: Optional[str] = None, dtype: torch.
 
 
 def import_sevennet(name_or_path: str = "7net-0", output: str = "sevennet-0.pt", dtype: str = "float32",
-                    modal: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
+                    modal: Optional[str] = None, fused_convolution: bool = True, progress: bool = True) -> Dict[str, Any]:
     """Write a SevenNet model (default: SevenNet-0, from the installed ``sevenn``) as one equiforce model file.
 
     The file runs wherever an equiforce file runs (``MLPotential("equiforce", modelPath=output)``,
     :func:`equiforce.openmm.create_force`, :class:`equiforce.calculator.EquiforceCalculator`), without ``sevenn``.
     ``dtype``: "float32" (SevenNet's own precision) or "float64" (its weights, converted). ``modal``: the fidelity
-    of a multi-fidelity checkpoint. Returns the metadata written.
+    of a multi-fidelity checkpoint. ``fused_convolution`` (default on): SevenNet's convolutions run equiforce's
+    fused native op on the CPU (6-11x faster MD than SevenNet's own ASE calculator here,
+    ``benchmarks/imports/sevennet_speed.py``); off keeps e3nn's code. Returns the metadata written.
     """
     from ._write import write_imported
 
     say = print if progress else (lambda message: None)
     if dtype not in DTYPES:
         raise ImportedModelError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    built = build_sevennet(name_or_path, modal=modal, dtype=DTYPES[dtype], progress=say)
+    built = build_sevennet(name_or_path, modal=modal, dtype=DTYPES[dtype], fused_convolution=fused_convolution,
+                           progress=say)
     say(f"SevenNet: {len(built['elements'])} elements, cutoff {built['cutoff']} Å, "
         f"{built['source']['num_parameters']} parameters")
     return write_imported(built, output, dtype, progress=say)
