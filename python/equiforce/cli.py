@@ -71,7 +71,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
         if args.path is None:
             raise ValueError("equiforce import nequip needs PATH: a NequIP training checkpoint (.ckpt) or a "
                              "nequip-package file (.nequip.zip)")
-        metadata = import_nequip(args.path, args.output, dtype=args.dtype)
+        metadata = import_nequip(args.path, args.output, dtype=args.dtype,
+                                 fused_convolution=not args.no_fused_convolution)
     else:
         raise ValueError(f"unknown import kind {args.kind!r}")
     print(f"{args.output}: {len(metadata['elements'])} elements ({' '.join(metadata['elements'])}), "
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     imported.add_argument("--modal", default=None, help="fidelity of a multi-fidelity SevenNet checkpoint")
     imported.add_argument("--no-fused-convolution", action="store_true",
-                          help="SevenNet: keep e3nn's convolution code instead of equiforce's fused native op")
+                          help="keep e3nn's convolution code instead of equiforce's fused native op")
     imported.set_defaults(run=_cmd_import)
 
     info = sub.add_parser("info", help="print the metadata of an exported model")

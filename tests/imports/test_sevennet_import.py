@@ -247,6 +247,15 @@ def test_unsupported_sevenn_version_is_refused_by_name(monkeypatch, tmp_path):
     assert not (tmp_path / "never.pt").exists()
 
 
+def test_checkpoint_from_a_newer_sevenn_is_refused_naming_both_versions():
+    from equiforce.imports._sevennet import check_checkpoint_version
+
+    check_checkpoint_version("0.9.1", "0.13.0", "old.pth")  # SevenNet-0's own: upgraded by sevenn's reader
+    with pytest.raises(ImportedModelError, match=r"new.pth was written by sevenn 0.14.2, newer than the installed "
+                                                 r"sevenn 0.13.0"):
+        check_checkpoint_version("0.14.2", "0.13.0", "new.pth")
+
+
 def test_a_file_that_is_not_a_checkpoint_is_refused_with_its_path(tmp_path):
     bogus = tmp_path / "not-a-checkpoint.pth"
     bogus.write_bytes(b"this is not a torch file")

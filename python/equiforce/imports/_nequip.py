@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..bench._machine import file_sha256
 from ._errors import ImportedModelError
+from ._nequip_fused import FusedTensorProductScatter
 
 #: The nequip releases whose saved-model layout and modules this importer was written against and tested with.
 SUPPORTED_NEQUIP = ("0.19.",)
@@ -255,8 +256,9 @@ def _check_keys() -> None:
                                      "a nequip this importer does not know")
 
 
-def _energy_model(graph_model: nn.Module, path: str) -> nn.Module:
-    """The energy model of a loaded NequIP ``GraphModel`` with the fixed-dtype modules replaced (in place)."""
+def _energy_model(graph_model: nn.Module, path: str, fused_convolution: bool = True) -> nn.Module:
+    """The energy model of a loaded NequIP ``GraphModel`` with the fixed-dtype modules replaced (in place), and
+    with ``fused_convolution`` its ``TensorProductScatter`` modules by :class:`FusedTensorProductScatter`."""
     if not getattr(graph_model, "is_graph_model", False) or not hasattr(graph_model, "model"):
         raise ImportedModelError(f"{path}: nequip loaded a {type(graph_model).__name__}, not a NequIP GraphModel")
     from nequip.data import AtomicDataDict as K
@@ -277,10 +279,13 @@ def _energy_model(graph_model: nn.Module, path: str) -> nn.Module:
     if "total_energy_sum" not in energy_model._modules and not any(
             type(m).__name__ == "AtomwiseReduce" for m in energy_model.children()):
         raise ImportedModelError(f"{path}: the NequIP model sums no total energy (no AtomwiseReduce module)")
+    replacements = dict(_REPLACEMENTS)
+    if fused_convolution:
+        replacements["TensorProductScatter"] = FusedTensorProductScatter
     replaced = set()
     for parent in list(energy_model.modules()):
         for name, child in list(parent._modules.items()):
-            make = _REPLACEMENTS.get(type(child).__name__) if child is not None else None
+            make = replacements.get(type(child).__name__) if child is not None else None
             if make is not None:
                 parent._modules[name] = make(child)
                 replaced.add(type(child).__name__)
@@ -325,7 +330,7 @@ def _saved_model_facts(path: str) -> Dict[str, Any]:
 
 
 def build_nequip(path: str, chemical_species_to_atom_type_map: Optional[Dict[str, str]] = None,
-                 model_name: str = "sole_model",
+                 model_name: str = "sole_model", fused_convolution: bool = True,
                  progress: Callable[[str], None] = lambda message: None) -> Dict[str, Any]:
     """NequIP's energy model from a ``.ckpt`` or ``.nequip.zip``, ready to script: {"network": eager
     NequIPEdgeEnergy, "config", "cutoff": Å, "elements", "atomic_numbers": [S] sorted, "type_of_species": [S],
@@ -333,6 +338,7 @@ def build_nequip(path: str, chemical_species_to_atom_type_map: Optional[Dict[str
 
     ``chemical_species_to_atom_type_map``: element symbol -> NequIP type name, as nequip's own calculators take it;
     by default the type names must be element symbols. ``model_name``: which model of a multi-model file.
+    ``fused_convolution``: NequIP's convolutions run equiforce's fused native op on the CPU; False keeps e3nn's code.
     """
     from ase.data import atomic_numbers as number_of_symbol
     from ase.data import chemical_symbols
@@ -367,7 +373,7 @@ def build_nequip(path: str, chemical_species_to_atom_type_map: Optional[Dict[str
         raise ImportedModelError(f"{path}: the NequIP model names no r_max or type_names")
     cutoff = float(metadata["r_max"])
     type_names: List[str] = metadata["type_names"].split(" ")
-    energy_model = _energy_model(graph_model, path)
+    energy_model = _energy_model(graph_model, path, fused_convolution)
     energy_model.eval()
 
     if chemical_species_to_atom_type_map is None:
@@ -395,6 +401,7 @@ def build_nequip(path: str, chemical_species_to_atom_type_map: Optional[Dict[str
         "nequip_type_names": type_names,
         "nequip_model_dtype": metadata.get("model_dtype"),
         "licence": NEQUIP_LICENSE,
+        "fused_convolution": bool(fused_convolution),
         "num_parameters": int(sum(p.numel() for p in energy_model.parameters())),
     }
     return {
@@ -411,7 +418,7 @@ def build_nequip(path: str, chemical_species_to_atom_type_map: Optional[Dict[str
 
 def import_nequip(path: str, output: str, dtype: str = "float32", progress: bool = True,
                   chemical_species_to_atom_type_map: Optional[Dict[str, str]] = None,
-                  model_name: str = "sole_model") -> Dict[str, Any]:
+                  model_name: str = "sole_model", fused_convolution: bool = True) -> Dict[str, Any]:
     """Write a NequIP model (a ``.ckpt`` from ``nequip-train`` or a ``.nequip.zip`` from ``nequip-package``) as one
     equiforce model file.
 
@@ -425,7 +432,7 @@ def import_nequip(path: str, output: str, dtype: str = "float32", progress: bool
 
     say = print if progress else (lambda message: None)
     built = build_nequip(path, chemical_species_to_atom_type_map=chemical_species_to_atom_type_map,
-                         model_name=model_name, progress=say)
+                         model_name=model_name, fused_convolution=fused_convolution, progress=say)
     say(f"NequIP: {len(built['elements'])} elements ({' '.join(built['elements'])}), cutoff {built['cutoff']} Å, "
         f"{built['source']['num_parameters']} parameters")
     return write_imported(built, output, dtype, progress=say)

@@ -65,6 +65,22 @@ def _with_onehot_in_model_dtype(model: nn.Module) -> None:
         original.key_additional_output))
 
 
+def _version_tuple(version: str) -> tuple:
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def check_checkpoint_version(written_by: str, installed: str, path: str) -> None:
+    """A checkpoint written by a newer sevenn than the installed one may hold a layout it cannot build: refuse it,
+    naming both versions (older checkpoints are upgraded by sevenn's own reader)."""
+    if written_by != "unknown" and _version_tuple(written_by) > _version_tuple(installed):
+        raise ImportedModelError(f"{path} was written by sevenn {written_by}, newer than the installed sevenn "
+                                 f"{installed}: import it where that sevenn is installed")
+
+
 def _sevenn_version() -> str:
     try:
         import sevenn
@@ -147,6 +163,7 @@ def build_sevennet(name_or_path: str, modal: Optional[str] = None, dtype: torch.
     except Exception as error:  # noqa: BLE001 - any failure of the foreign reader is reported with the file
         raise ImportedModelError(f"{path} is not a SevenNet checkpoint sevenn {version} can read: {error}") from error
     written_by = str(config.get("version", "unknown"))
+    check_checkpoint_version(written_by, version, path)
     if config.get(KEY.MODEL_TYPE, "E3_equivariant_model") != "E3_equivariant_model":
         raise ImportedModelError(f"{path}: model type {config.get(KEY.MODEL_TYPE)!r} is not supported "
                                  "(only SevenNet's E3_equivariant_model)")
