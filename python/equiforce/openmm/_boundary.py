@@ -8,6 +8,15 @@ from ..export import model_dtype
 from ..units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
 
 
+def wrap_into_box(positions: Tensor, box: Tensor) -> Tensor:
+    """positions [n, 3] moved by whole box vectors (rows a, b, c of OpenMM's reduced, lower-triangular form) into
+    the brick 0 <= z < c_z, 0 <= y < b_y, 0 <= x < a_x, as OpenMM wraps, in their own dtype. Differentiable: the
+    shifts are piecewise constant, so the gradient is the identity."""
+    positions = positions - torch.floor(positions[:, 2:3] / box[2, 2]) * box[2]
+    positions = positions - torch.floor(positions[:, 1:2] / box[1, 1]) * box[1]
+    return positions - torch.floor(positions[:, 0:1] / box[0, 0]) * box[0]
+
+
 class OpenMMEnergy(nn.Module):
     """Wraps an exported potential for ``openmmtorch.TorchForce``.
 
@@ -18,7 +27,7 @@ class OpenMMEnergy(nn.Module):
     """
 
     def __init__(self, model: torch.jit.ScriptModule, species: Tensor, atoms: Optional[Tensor], periodic: bool,
-                 max_pairs: int = 0):
+                 max_pairs: int = 0, wrap: bool = True):
         super().__init__()
         self.model = model
         # Empty, in the model's dtype: what positions are cast to (follows .to(dtype) of this module).
@@ -28,6 +37,8 @@ class OpenMMEnergy(nn.Module):
         subset = atoms if atoms is not None else torch.zeros(0, dtype=torch.long)
         self.register_buffer("atoms", subset.to(torch.long))  # [n_ml] or [0]
         self.periodic = periodic
+        #: Wrap positions into the box in OpenMM's precision before casting them to the model's (see forward).
+        self.wrap = bool(wrap)
         self.max_pairs = int(max_pairs)
         self.length_scale = float(ANGSTROM_PER_NM)
         self.energy_scale = float(KJ_PER_MOL_PER_EV)
@@ -36,6 +47,12 @@ class OpenMMEnergy(nn.Module):
         dtype = self.dtype_probe.dtype
         if self.use_subset:
             positions = positions.index_select(0, self.atoms)
+        if self.wrap and self.periodic and box is not None:
+            # Unwrapped coordinates grow without bound in long runs (atoms diffuse many box lengths). Cast to
+            # float32 first, a coordinate of 1 µm keeps a resolution of only ~0.1 pm and the energy moves; wrapped
+            # here in the input's precision (float64 from OpenMM's CPU and Reference platforms), every periodic
+            # image of a configuration reaches the model as the same numbers to float64 rounding.
+            positions = wrap_into_box(positions, box)
         positions_angstrom = positions.to(dtype) * self.length_scale  # [n_ml, 3] Å
         cell: Optional[Tensor] = None
         if self.periodic and box is not None:
