@@ -1,6 +1,4 @@
 """Export a trained potential to one self-describing TorchScript file, and load it back."""
-import json
-import os
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -8,7 +6,7 @@ from e3nn.util.jit import script
 
 from ..nn import (DEFAULT_KNOTS, EquivariantPotential, build_model, knot_spacing, set_fused_convolution,
                   set_radial_table, set_self_interaction_matrix)
-from ._metadata import DTYPES, METADATA_FILE, ModelFileError, build_metadata, read_metadata
+from ._metadata import DTYPES, ModelFileError, build_metadata, read_metadata, save_model_file
 
 
 def export_model(
@@ -72,12 +70,7 @@ def export_model(
     metadata = build_metadata(model.config, dtype, fused_convolution, radial_table, matrices)
     if properties:
         metadata["outputs"] = ["energy"] + list(model.config.heads)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = path + ".partial"
-    torch.jit.save(compiled, temporary, _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
-    os.replace(temporary, path)
-    return metadata
+    return save_model_file(compiled, path, metadata)
 
 
 def model_dtype(module: torch.nn.Module) -> torch.dtype:

@@ -1,6 +1,8 @@
 """Metadata carried inside an exported model file, and the checks made when loading it."""
 import datetime
+import hashlib
 import json
+import os
 import zipfile
 from typing import Any, Dict, List, Optional
 
@@ -88,6 +90,42 @@ def architecture(metadata: Dict[str, Any]) -> str:
     return str(metadata.get("architecture", OWN_ARCHITECTURE))
 
 
+#: Archive entries left out of a file's content hash: the metadata that records it, and the random id that
+#: torch.jit.save writes anew each time (everything else is the same bytes for the same module).
+_UNHASHED_ENTRIES = ("extra/" + METADATA_FILE, ".data/serialization_id")
+
+
+def content_sha256(path: str) -> str:
+    """SHA-256 of a TorchScript archive's content: every entry (name without the archive's top folder, then its
+    bytes, in name order) but the metadata and the serialization id. Recorded in the metadata when the file is
+    written and checked when it is read, so an edited or damaged model file is refused."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(path) as archive:
+        entries = {name.split("/", 1)[-1]: name for name in archive.namelist()}
+        for name in sorted(entries):
+            if name in _UNHASHED_ENTRIES:
+                continue
+            digest.update(name.encode("utf-8") + b"\0")
+            digest.update(archive.read(entries[name]))
+    return digest.hexdigest()
+
+
+def save_model_file(compiled: torch.jit.ScriptModule, path: str, metadata: Dict[str, Any]) -> Dict[str, Any]:
+    """Write ``compiled`` with ``metadata`` (plus its ``content_sha256``) to ``path``; nothing appears at ``path``
+    until the file is complete. Returns the metadata written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = path + ".partial"
+    torch.jit.save(compiled, temporary, _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
+    metadata = {**metadata, "content_sha256": content_sha256(temporary)}
+    torch.jit.save(compiled, temporary, _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
+    if content_sha256(temporary) != metadata["content_sha256"]:
+        os.remove(temporary)
+        raise ModelFileError(f"writing {path}: two saves of the same module differ; nothing was written")
+    os.replace(temporary, path)
+    return metadata
+
+
 def read_metadata(path: str) -> Dict[str, Any]:
     """Read and check the metadata of an exported file without deserialising the model."""
     try:
@@ -102,8 +140,19 @@ def read_metadata(path: str) -> Dict[str, Any]:
     except FileNotFoundError:
         raise ModelFileError(f"model file {path} does not exist") from None
     except zipfile.BadZipFile:
-        raise ModelFileError(f"{path} is not a TorchScript model file (not a zip archive)") from None
+        raise ModelFileError(f"{path} is not a TorchScript model file (not a zip archive, or truncated)") from None
     check_metadata(metadata, path)
+    recorded = metadata.get("content_sha256")
+    if recorded is not None:
+        try:
+            actual = content_sha256(path)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:  # zlib/CRC errors of a damaged entry
+            raise ModelFileError(f"{path} is damaged: {error}") from None
+        if actual != recorded:
+            raise ModelFileError(
+                f"{path} was changed after it was written: its content hash {actual[:16]}… differs from the "
+                f"{recorded[:16]}… recorded in it. Use the original file, or export it again."
+            )
     return metadata
 
 

@@ -1,5 +1,4 @@
 """Write an imported network, wrapped in :class:`GraphPotential`, as one self-describing equiforce model file."""
-import json
 import os
 import time
 from typing import Any, Callable, Dict
@@ -7,7 +6,7 @@ from typing import Any, Callable, Dict
 import torch
 from e3nn.util.jit import script
 
-from ..export._metadata import DTYPES, METADATA_FILE, build_imported_metadata
+from ..export._metadata import DTYPES, build_imported_metadata, save_model_file
 from ._errors import ImportedModelError
 from ._graph_potential import GraphPotential
 
@@ -61,10 +60,6 @@ def write_imported(built: Dict[str, Any], output: str, dtype: str,
     config = dict(built.get("config", {}))
     metadata = build_imported_metadata(built["elements"], built["atomic_numbers"].tolist(), built["cutoff"], dtype,
                                        config, {**built["source"], "round_trip_check": check})
-    directory = os.path.dirname(os.path.abspath(output))
-    os.makedirs(directory, exist_ok=True)
-    temporary = output + ".partial"
-    torch.jit.save(compiled, temporary, _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
-    os.replace(temporary, output)
+    metadata = save_model_file(compiled, output, metadata)
     progress(f"wrote {output} ({os.path.getsize(output) / 1e6:.1f} MB)")
     return metadata
