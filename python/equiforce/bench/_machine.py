@@ -10,17 +10,7 @@ import openmm
 import torch
 
 from .. import __version__
-
-
-def file_sha256(path: str) -> str:
-    """Hex SHA-256 of a file: which exported model a result was measured with (a re-export keeps the path)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from ..hashing import file_sha256  # noqa: F401  (re-exported: benchmark records name their model file)
 
 
 def _cpu_model() -> str:

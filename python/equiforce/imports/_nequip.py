@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
-from ..bench._machine import file_sha256
+from ..hashing import file_sha256
 from ._errors import ImportedModelError
 from ._nequip_fused import FusedTensorProductScatter
 

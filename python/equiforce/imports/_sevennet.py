@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
-from ..bench._machine import file_sha256
+from ..hashing import file_sha256
 from ..export._metadata import DTYPES
 from ._errors import ImportedModelError
 from ._sevennet_layers import OneHotInModelDtype, fuse_convolutions

@@ -1,5 +1,6 @@
 """OpenMM integration: TorchForce creation and the openmm-ml potential."""
 from ._boundary import OpenMMEnergy
 from ._force import create_force, species_for_atoms
+from ._serialization import load_system, save_system
 
-__all__ = ["create_force", "species_for_atoms", "OpenMMEnergy"]
+__all__ = ["create_force", "species_for_atoms", "OpenMMEnergy", "save_system", "load_system"]

@@ -1,8 +1,10 @@
 """``create_force``: an exported equiforce model as an ``openmmtorch.TorchForce``."""
-import math
-from typing import Iterable, List, Optional, Sequence
-
+import dataclasses
 import logging
+import math
+import os
+import re
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import torch  # must come before openmmtorch (it needs torch's libraries)
 import openmm.app
@@ -24,6 +26,29 @@ try:
 finally:
     logging.getLogger().removeFilter(_notice_filter)
 
+
+def _reload_torch_plugins() -> List[str]:
+    """Load again the openmm-torch platform plugins that failed when ``openmm`` was imported before ``torch``.
+
+    OpenMM loads its plugins when it is imported; openmm-torch's need torch's libraries (libnvrtc, libtorch), which
+    are only found once torch is imported. A script that imports openmm first then has TorchForce without kernels
+    ("Specified a Platform for a Context which does not support all required kernels"). equiforce has imported torch
+    by now, so those plugins load. Returns the libraries loaded."""
+    loaded = []
+    for failure in openmm.Platform.getPluginLoadFailures():
+        match = re.match(r"Error loading library (\S*libOpenMMTorch\S*)\s*:", failure)
+        if match and any(name in failure for name in ("libnvrtc", "libtorch", "libc10")):
+            try:
+                openmm.Platform.loadPluginLibrary(match.group(1))
+                loaded.append(match.group(1))
+            except Exception:  # noqa: BLE001 - a plugin that still cannot load is reported by OpenMM when used
+                pass
+    return loaded
+
+
+_reload_torch_plugins()
+
+from ..hashing import file_sha256
 from ..export import load_model
 from ..units import ANGSTROM_PER_NM
 from ..export._metadata import DTYPES
@@ -119,9 +144,57 @@ def create_force(
             a, b, c = (v.value_in_unit(unit.nanometer) for v in topology.getPeriodicBoxVectors())
             volume = abs(a[0] * b[1] * c[2]) * ANGSTROM_PER_NM**3  # reduced form: the volume is the diagonal product
         max_pairs = default_max_pairs(len(selected), topology.getNumAtoms(), float(metadata["cutoff"]), volume)
-    wrapper = torch.jit.script(OpenMMEnergy(module, species, subset, periodic, max_pairs or 0))
-    force = openmmtorch.TorchForce(wrapper, {"useCUDAGraphs": "true" if cuda_graphs else "false"})
-    force.setUsesPeriodicBoundaryConditions(periodic)
+    recipe = ForceRecipe(model_file=os.path.abspath(model_file), model_sha256=file_sha256(model_file),
+                         species=species.tolist(), atoms=None if subset is None else subset.tolist(),
+                         periodic=periodic, precision=precision, cuda_graphs=bool(cuda_graphs),
+                         max_pairs=int(max_pairs or 0), force_group=int(force_group))
+    return _torch_force(module, recipe)
+
+
+@dataclasses.dataclass(frozen=True)
+class ForceRecipe:
+    """Everything needed to build an equiforce TorchForce again without its topology (see
+    :func:`equiforce.openmm.save_system`): the model file and its SHA-256, species indices of the modelled
+    atoms, their indices in the System (None: all), and the force's options."""
+
+    model_file: str
+    model_sha256: str
+    species: List[int]
+    atoms: Optional[List[int]]
+    periodic: bool
+    precision: Optional[str]
+    cuda_graphs: bool
+    max_pairs: int
+    force_group: int
+
+
+#: Recipes of the forces made in this process, by the name given to each force ("equiforce:<n>").
+RECIPES: Dict[str, ForceRecipe] = {}
+
+
+def _torch_force(module: torch.jit.ScriptModule, recipe: ForceRecipe) -> "openmmtorch.TorchForce":
+    subset = None if recipe.atoms is None else torch.tensor(recipe.atoms, dtype=torch.long)
+    species = torch.tensor(recipe.species, dtype=torch.long)
+    wrapper = torch.jit.script(OpenMMEnergy(module, species, subset, recipe.periodic, recipe.max_pairs))
+    force = openmmtorch.TorchForce(wrapper, {"useCUDAGraphs": "true" if recipe.cuda_graphs else "false"})
+    force.setUsesPeriodicBoundaryConditions(recipe.periodic)
     force.setOutputsForces(False)
-    force.setForceGroup(force_group)
+    force.setForceGroup(recipe.force_group)
+    name = f"equiforce:{len(RECIPES)}"
+    RECIPES[name] = recipe
+    force.setName(name)
     return force
+
+
+def force_from_recipe(recipe: ForceRecipe) -> "openmmtorch.TorchForce":
+    """The TorchForce a recipe describes; the model file must still be the one it was made with (SHA-256)."""
+    if not os.path.isfile(recipe.model_file):
+        raise FileNotFoundError(f"the equiforce force was made from {recipe.model_file}, which no longer exists")
+    actual = file_sha256(recipe.model_file)
+    if actual != recipe.model_sha256:
+        raise ValueError(f"{recipe.model_file} is not the model file the force was made with: SHA-256 "
+                         f"{actual[:16]}… instead of {recipe.model_sha256[:16]}…")
+    module, _ = load_model(recipe.model_file)
+    if recipe.precision is not None:
+        module = module.to(DTYPES[recipe.precision])
+    return _torch_force(module, recipe)
