@@ -142,6 +142,13 @@ def read_metadata(path: str) -> Dict[str, Any]:
     except zipfile.BadZipFile:
         raise ModelFileError(f"{path} is not a TorchScript model file (not a zip archive, or truncated)") from None
     check_metadata(metadata, path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()  # the CRC-32 of every entry: catches damage in files of every age
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:  # zlib errors of a damaged entry
+        raise ModelFileError(f"{path} is damaged: {error}") from None
+    if damaged is not None:
+        raise ModelFileError(f"{path} is damaged: entry {damaged.split('/', 1)[-1]} fails its CRC check")
     recorded = metadata.get("content_sha256")
     if recorded is not None:
         try:

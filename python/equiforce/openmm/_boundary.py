@@ -4,6 +4,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .. import ops as _native_ops  # noqa: F401  (registers torch.ops.equiforce.*)
 from ..export import model_dtype
 from ..units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
 
@@ -57,8 +58,40 @@ class OpenMMEnergy(nn.Module):
         cell: Optional[Tensor] = None
         if self.periodic and box is not None:
             cell = box.to(dtype) * self.length_scale  # [3, 3] Å
+        if not positions.is_cuda:  # a host check costs nothing on the CPU; on a GPU it would stall every step
+            finite = torch.isfinite(positions).all(dim=1)  # [n_ml]
+            if not bool(finite.all()):
+                bad = int(torch.nonzero(torch.logical_not(finite))[0, 0])
+                raise RuntimeError("equiforce: the position of atom " + str(self.system_index(bad)) +
+                                   " is not finite")
         if self.max_pairs > 0:
             energy = self.model(positions_angstrom, self.species, cell, self.max_pairs)  # eV
         else:
             energy = self.model(positions_angstrom, self.species, cell)  # eV
+        if not energy.is_cuda and not bool(torch.isfinite(energy)):
+            raise RuntimeError(self.nonfinite_energy_message(positions_angstrom, cell, float(energy)))
         return energy * self.energy_scale
+
+    def system_index(self, index: int) -> int:
+        """The System's index of the model's atom ``index``."""
+        if self.use_subset:
+            return int(self.atoms[index])
+        return index
+
+    def nonfinite_energy_message(self, positions: Tensor, cell: Optional[Tensor], energy: float) -> str:
+        """Why the model's energy is not finite, naming the closest pair of atoms (System indices)."""
+        if self.max_pairs > 0:
+            within, _, _ = torch.ops.equiforce.neighbor_list(positions.detach(), float(self.model.cutoff), cell, False)
+            if within.shape[1] > self.max_pairs:
+                return ("equiforce: the fixed-capacity neighbour list overflowed: " + str(within.shape[1]) +
+                        " pairs lie within the cutoff but max_pairs is " + str(self.max_pairs) +
+                        "; create the force again with a larger max_pairs")
+        message = "equiforce: the model's energy is " + str(energy) + " eV"
+        pairs, vectors, _ = torch.ops.equiforce.neighbor_list(positions.detach(), 1.0, cell, False)  # within 1 Å
+        if pairs.shape[1] > 0:
+            lengths = torch.linalg.norm(vectors, dim=1)
+            k = int(torch.argmin(lengths))
+            message += ("; atoms " + str(self.system_index(int(pairs[0, k]))) + " and " +
+                        str(self.system_index(int(pairs[1, k]))) + " are " + str(float(lengths[k])) +
+                        " Å apart (overlapping atoms lie outside every model's data)")
+        return message

@@ -6,6 +6,7 @@ import os
 import re
 from typing import Dict, Iterable, List, Optional, Sequence
 
+import numpy as np
 import torch  # must come before openmmtorch (it needs torch's libraries)
 import openmm.app
 from openmm import unit
@@ -93,6 +94,23 @@ def species_for_atoms(atoms: Sequence[openmm.app.Atom], elements: Sequence[str],
     return torch.tensor(species, dtype=torch.long)
 
 
+#: The neighbour list reaches at most this many box heights (plugin/ops.cpp: kMaxReach).
+MAX_BOX_HEIGHTS_PER_CUTOFF = 60
+
+
+def check_box(box_vectors, cutoff_angstrom: float, model_file: str) -> None:
+    """Raise ValueError naming the box vector whose height is too small for the model's cutoff (more than
+    ``MAX_BOX_HEIGHTS_PER_CUTOFF`` heights), or that is not in OpenMM's reduced, lower-triangular form."""
+    a, b, c = (np.array(v.value_in_unit(unit.nanometer)) for v in box_vectors)
+    heights = {"a": a[0], "b": b[1], "c": c[2]}  # reduced form: the heights are the diagonal
+    cutoff_nm = cutoff_angstrom / ANGSTROM_PER_NM
+    for name, height in heights.items():
+        if not height > 0 or cutoff_nm > MAX_BOX_HEIGHTS_PER_CUTOFF * height:
+            raise ValueError(f"the box is too small for {model_file}: the height across box vector {name} is "
+                             f"{height:.4g} nm, and the model's cutoff of {cutoff_nm:.4g} nm would need more than "
+                             f"{MAX_BOX_HEIGHTS_PER_CUTOFF} periodic images of it")
+
+
 def default_max_pairs(n_model_atoms: int, n_total_atoms: int, cutoff_angstrom: float,
                       box_volume_angstrom3: Optional[float], headroom: float = 1.5) -> int:
     """Capacity of the fixed-size neighbour list: the system's mean number density times the cutoff sphere,
@@ -137,6 +155,8 @@ def create_force(
     selected = _select_atoms(topology, atoms)
     species = species_for_atoms(selected, metadata["elements"], model_file)
     periodic = topology.getPeriodicBoxVectors() is not None
+    if periodic:
+        check_box(topology.getPeriodicBoxVectors(), float(metadata["cutoff"]), model_file)
     subset = None if atoms is None else torch.tensor([a.index for a in selected], dtype=torch.long)
     if max_pairs is None and cuda_graphs:
         volume = None
