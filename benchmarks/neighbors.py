@@ -6,8 +6,9 @@ displacement vectors. All methods run in the same process, interleaved repeat by
 hits them alike); the median of the repeats after warm-up is reported.
 
     .venv/bin/pip install -r requirements-bench.txt
-    .venv/bin/python benchmarks/neighbors.py                # 2 then 1 threads; writes benchmarks/results/neighbors_cpu.json
+    .venv/bin/python benchmarks/neighbors.py                # 2 then 1 threads; writes benchmarks/results/neighbors_cpu.{json,md}
     .venv/bin/python benchmarks/neighbors.py --quick        # a smoke run, no JSON
+    .venv/bin/python benchmarks/neighbors.py --replot       # rewrites neighbors_cpu.md from the JSON, runs nothing
 """
 import argparse
 import datetime
@@ -188,6 +189,28 @@ def run_sizes(molecules, threads: int, budget: float, quick: bool, reference: bo
     return rows
 
 
+def markdown_table(result: dict) -> str:
+    """The results page of a run: one table per thread count, wall-clock medians in ms and the ratios."""
+    info = result["machine"]
+    lines = [f"# Neighbour list, CPU ({info.get('date', '?')[:16].replace('T', ' ')}, {info.get('cpu_model', '?')}, "
+             f"{info.get('logical_cpus', '?')} logical CPUs, torch {info.get('torch', '?')}, "
+             f"vesin-torch {info.get('vesin_torch', '-')})", "",
+             f"{result['system']}. Written by `benchmarks/neighbors.py` from `neighbors_cpu.json`; {result['timing']}.",
+             "Load average at the start: " + ", ".join(f"{x:.1f}" for x in info.get("load_average_start", [])) + "."]
+    for run in result["runs"]:
+        lines += ["", f"## {run['torch_threads']} torch thread(s)", "",
+                  "| atoms | pairs | equiforce (ms) | vesin-torch (ms) | pure-torch reference (ms) | vesin / equiforce "
+                  "| same, CPU time |", "|---|---|---|---|---|---|---|"]
+        for row in run["results"]:
+            ms = {name: f"{timing['median_s'] * 1e3:.3g}" for name, timing in row["methods"].items()}
+            ratio = f"{row['vesin_over_equiforce']:.2f}" if "vesin_over_equiforce" in row else "-"
+            cpu_ratio = (f"{row['vesin_over_equiforce_cpu_time']:.2f}" if "vesin_over_equiforce_cpu_time" in row
+                         else "-")
+            lines.append(f"| {row['atoms']} | {row['pairs']} | {ms.get('equiforce', '-')} | {ms.get('vesin', '-')} | "
+                         f"{ms.get('torch_reference', '-')} | {ratio} | {cpu_ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1],
@@ -196,7 +219,13 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, default=6.0, help="seconds of timing per size (all methods)")
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats, no JSON")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--replot", action="store_true", help="write OUT's .md page from OUT (JSON) and stop")
     args = parser.parse_args(argv)
+    if args.replot:
+        result = json.loads(args.out.read_text())
+        args.out.with_suffix(".md").write_text(markdown_table(result))
+        print(f"wrote {args.out.with_suffix('.md')}")
+        return result
     molecules = [32, 334, 3334] if args.quick else args.molecules
     info = machine()
     info["load_average_start"] = os.getloadavg()
@@ -223,7 +252,8 @@ def main(argv=None):
     if not args.quick:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        args.out.with_suffix(".md").write_text(markdown_table(result))
+        print(f"wrote {args.out} and its .md page")
     return result
 
 

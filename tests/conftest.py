@@ -1,12 +1,16 @@
 """Shared fixtures and helpers: small models, random O(3) matrices, water boxes, exported files."""
+import ase
+import ase.io
 import numpy as np
 import pytest
 import torch
+from ase.calculators.singlepoint import SinglePointCalculator
 from e3nn import o3
 
 from openmm import unit
 
 import equiforce
+from equiforce.neighbors import edge_vectors, neighbor_list
 from equiforce.systems import water_box
 from equiforce.units import ANGSTROM_PER_NM
 
@@ -90,12 +94,60 @@ def exported_model(tmp_path_factory):
 
 
 def load_benchmark_script(name: str):
-    """Import ``benchmarks/<name>.py`` (scripts, not a package) as a module, to call its ``main`` in a test."""
+    """Import ``benchmarks/<name>.py`` (scripts, not a package; ``name`` may name a subfolder, as in
+    ``"studies/ase_overhead"``) as a module, to call its ``main`` in a test."""
     import importlib.util
     import os
 
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no benchmark script {path}")
+    spec = importlib.util.spec_from_file_location(os.path.basename(name), path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# ---------------------------------------------------------------------- labelled frames of an analytic potential
+#: Per-element reference energies (eV) of the analytic test potential.
+ATOM_ENERGIES = {"H": -13.6, "O": -432.0}
+PAIR_CUTOFF = 3.0  # Å
+
+
+def pair_potential(symbols, positions, cell):
+    """Energy (eV) and forces (eV/Å) of a smooth Morse-like pair potential plus per-element energies."""
+    positions = torch.tensor(np.asarray(positions), dtype=torch.float64, requires_grad=True)  # [N, 3]
+    cell = None if cell is None else torch.tensor(np.asarray(cell), dtype=torch.float64)
+    edge_index, shifts = neighbor_list(positions, PAIR_CUTOFF, cell)
+    r = torch.linalg.norm(edge_vectors(positions, edge_index, shifts, cell), dim=1)  # [E] Å
+    depth = torch.where(edge_index[0] == edge_index[1], 0.3, 0.5)  # [E] eV
+    phi = depth * (torch.exp(-2 * (r - 1.2)) - 2 * torch.exp(-(r - 1.2))) * (1 - (r / PAIR_CUTOFF) ** 2) ** 2
+    energy = 0.5 * phi.sum() + sum(ATOM_ENERGIES[s] for s in symbols)
+    (gradient,) = torch.autograd.grad(energy, positions)
+    return float(energy.detach()), (-gradient).numpy()
+
+
+def random_frames(n_frames, seed=0, min_atoms=3, max_atoms=10, box=5.0):
+    """Labelled H/O frames of 3-10 atoms: even ones periodic in a cubic ``box`` (Å), odd ones open clusters."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n_frames):
+        periodic = k % 2 == 0
+        n = int(rng.integers(min_atoms, max_atoms + 1))
+        while True:
+            positions = rng.uniform(0.0, box if periodic else 3.5, (n, 3))
+            distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1) + 10 * np.eye(n)
+            if distances.min() > 0.9:
+                break
+        symbols = ["O"] + list(rng.choice(["H", "O"], n - 1))
+        cell = box * np.eye(3) if periodic else None
+        energy, forces = pair_potential(symbols, positions, cell)
+        atoms = ase.Atoms(symbols, positions, cell=cell, pbc=periodic)
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        frames.append(atoms)
+    return frames
+
+
+def write_frames(path, frames):
+    ase.io.write(str(path), frames, format="extxyz")
+    return str(path)

@@ -10,8 +10,7 @@ import equiforce
 from equiforce.calculator import EquiforceCalculator
 from equiforce.cli import main as cli_main
 from equiforce.evaluate import evaluate_model
-from conftest import make_model
-from test_data import random_frames
+from conftest import make_model, random_frames
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from test_openmm import _box_angstrom, _expected, _openmm_energy_forces, _specie
 
 WATER = pretrained.SHIPPED_MODELS["water-gfn2"]
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WATER_DATA = os.path.join(REPOSITORY, "benchmarks", "water", "data", "water_gfn2.extxyz.xz")
+WATER_DATA = os.path.join(REPOSITORY, "recipes", "water", "data", "water_gfn2.extxyz.xz")
 TRAINED_FRAMES = 1387  # frames of the data set the water model was trained on; later ones were never seen
 
 
@@ -85,14 +85,38 @@ def test_the_shipped_file_runs_through_openmmml_with_its_energy_and_forces():
     assert np.abs(expected_forces).max() > 10.0  # kJ/mol/nm: a real, non-trivial force field
 
 
-def test_the_demo_runs_end_to_end_on_the_shipped_model_in_a_few_steps(tmp_path):
-    """`make demo` in miniature: classical start, NVT, NVE with timings and a drift fit (values not checked)."""
+def test_the_demo_runs_end_to_end_on_the_shipped_model_in_a_few_steps(capsys):
+    """`make demo` in miniature: classical start, NVT, NVE with timings, temperature, energy fluctuations and a
+    drift fit (values not checked), one progress bar over the three phases."""
     import math
 
     from equiforce.demo import DemoSettings, run_demo
 
     result = run_demo(DemoSettings(molecules=8, classical_ps=0.02, nvt_steps=10, nve_steps=40))
     assert result["n_atoms"] == 24 and result["nve_steps"] == 40
-    assert all(math.isfinite(result[k]) for k in ("ms_per_step", "ns_per_day", "drift_kT_per_ns_per_dof"))
+    assert all(math.isfinite(result[k]) for k in ("ms_per_step", "ns_per_day", "drift_kT_per_ns_per_dof",
+                                                  "mean_temperature_K", "potential_std_kj_per_mol",
+                                                  "total_std_kj_per_mol"))
+    assert result["drift_detected"] == (result["drift_z"] > 2.0)
+    out, err = capsys.readouterr()
+    for row in ("speed", "temperature", "potential energy", "total energy", "energy drift"):
+        assert f"  {row}" in out
+    assert "1/3 classical start" in err and "3/3 NVE" in err  # tqdm writes to stderr
     with pytest.raises(ValueError, match="nve_steps must be at least 20"):
         run_demo(DemoSettings(molecules=8, nve_steps=5))
+
+
+def test_the_demo_prints_a_drift_only_where_the_run_resolves_it():
+    from equiforce.demo import DemoSettings, _report
+
+    base = {"nve_ps": 0.5, "nve_steps": 1000, "n_atoms": 96, "ms_per_step": 10.0, "ns_per_day": 4.32,
+            "mean_temperature_K": 301.0, "temperature_std_K": 25.0, "temperature_spread_K": 17.8,
+            "potential_std_kj_per_mol": 20.0, "total_std_kj_per_mol": 0.3, "total_over_kinetic_std": 0.015}
+    noise = _report(dict(base, drift_kT_per_ns_per_dof=0.07, drift_stderr_kT_per_ns_per_dof=4.6, drift_z=0.015,
+                         drift_detected=False), DemoSettings())
+    assert "not measurable in 0.5 ps" in noise and "±9.2 kT/ns/dof" in noise and "equiforce bench nve" in noise
+    assert "+0.07" not in noise  # a number 60 times smaller than its error is not printed
+    assert "expect 300 ± 18 K" in noise
+    real = _report(dict(base, drift_kT_per_ns_per_dof=30.0, drift_stderr_kT_per_ns_per_dof=4.0, drift_z=7.5,
+                        drift_detected=True), DemoSettings())
+    assert "+30 ± 4 kT/ns/dof, 7.5 standard errors" in real

@@ -75,7 +75,7 @@ def test_bad_input_is_refused_with_the_reason():
 def test_wall_contacts_equal_the_models_wall_energy():
     import torch
 
-    from equiforce.nn._repulsion import PairRepulsion
+    from equiforce.nn import PairRepulsion
     from equiforce.water_geometry import wall_contacts
 
     radii, strength = {"H-H": 1.45, "H-O": 0.95, "O-O": 2.6}, 500.0

@@ -33,7 +33,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     overrides = None
     if args.repulsion_from:
         from .data import read_structures
-        from .nn._repulsion import repulsion_radii_from_structures
+        from .nn import repulsion_radii_from_structures
 
         radii = repulsion_radii_from_structures(read_structures(args.repulsion_from), args.repulsion_margin)
         overrides = {"repulsion_radii": radii, "repulsion_strength": args.repulsion_strength}
@@ -215,7 +215,7 @@ def _cmd_spectra(args: argparse.Namespace) -> int:
     from scipy.signal import find_peaks
 
     from .spectra import NVESettings
-    from .spectra._pipeline import md_spectra, save_spectra
+    from .spectra import md_spectra, save_spectra
 
     atoms = ase.io.read(args.structure)
     settings = NVESettings(temperature_K=args.temperature, trajectories=args.trajectories,
@@ -282,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model")
     info.set_defaults(run=_cmd_info)
 
-    demo = sub.add_parser("demo", help="NVT then NVE of a periodic water box, with timings and drift")
+    demo = sub.add_parser("demo", help="classical start, NVT, then NVE of a periodic water box: speed, temperature, "
+                          "energy fluctuation (drift only where the run resolves it)")
     demo.add_argument("--model", default=None, help="exported model (default: the shipped water model)")
     demo.add_argument("--molecules", type=int, default=32)
     demo.add_argument("--temperature", type=float, default=300.0, help="K")

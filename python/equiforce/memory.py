@@ -4,8 +4,8 @@ PyTorch's CPU allocator is the C library's ``malloc``. glibc serves every block 
 32 MiB, 128 KiB at start) with a fresh ``mmap`` and unmaps it on free, so each large edge tensor of every MD step
 ([edges, 128] floats is 5.6 MB at 384 water atoms) is new memory whose pages fault in as they are first written.
 Measured with the shipped water model (forward + backward, 1 thread, ``benchmarks/results/memory_cpu.json``,
-from ``benchmarks/memory_cpu.py``): 9 300 minor page faults per step at 384 atoms and 91 000 at 1536 by default,
-1 100 and 6 800 with :func:`keep_freed_cpu_memory` (1.19x and 1.08x faster on a busy 2-core machine).
+from ``benchmarks/studies/memory_cpu.py``): 9 300 minor page faults per step at 384 atoms and 91 000 at 1536 by
+default, 1 100 and 6 800 with :func:`keep_freed_cpu_memory` (1.19x and 1.08x faster on a busy 2-core machine).
 
 :func:`keep_freed_cpu_memory` tells glibc to serve large blocks from the heap (``M_MMAP_MAX`` = 0) and never to
 trim it (``M_TRIM_THRESHOLD``), so memory freed after one step is reused by the next. The price: the process keeps

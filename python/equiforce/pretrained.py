@@ -7,7 +7,7 @@ under ``"equiforce-<name>"``::
     potential = MLPotential("equiforce-water-gfn2")
     system = potential.createSystem(topology)
 
-How each model was made (data, hyperparameters, errors) is in ``benchmarks/water/README.md``.
+How each model was made (data, hyperparameters, errors) is in ``recipes/water/README.md``.
 """
 import os
 from dataclasses import dataclass
@@ -40,7 +40,7 @@ SHIPPED_MODELS: Dict[str, ShippedModel] = {
             file="water-gfn2.pt",
             description="liquid water (H, O; periodic) trained on GFN2-xTB energies and forces: liquid frames "
             "at 250-450 K and 0.9-1.1 g/cm^3, molecules with stretched and bent bonds, and frames of the "
-            "model's own MD at 300-550 K; data and training in benchmarks/water/ (round 4)",
+            "model's own MD at 300-550 K; data and training in recipes/water/ (round 4)",
         ),
     )
 }
@@ -64,7 +64,7 @@ def shipped_model_path(name: str) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"the shipped model {key!r} should be at {path} but is missing from this installation "
-            "(reinstall equiforce, or train it with benchmarks/water/train_water_round4.yaml and copy the "
+            "(reinstall equiforce, or train it with recipes/water/train_water_round4.yaml and copy the "
             "exported file there)"
         )
     return path

@@ -1,6 +1,6 @@
 """Test and benchmark systems: periodic liquid-water boxes and their classical force field."""
 import math
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import openmm
@@ -110,16 +110,27 @@ def tip3pfb_system(topology: app.Topology, max_cutoff_fraction: float = 0.49) ->
     return classical_water_system(topology, cutoff_nm=min(0.9, max_cutoff_fraction * edge_nm))
 
 
+#: Time step of the classical start (fs).
+CLASSICAL_TIMESTEP_FS = 0.5
+
+
+def classical_steps(time_ps: float) -> int:
+    """Steps :func:`equilibrate_classically` runs for ``time_ps``."""
+    return int(round(time_ps * 1000.0 / CLASSICAL_TIMESTEP_FS))
+
+
 def equilibrate_classically(topology: app.Topology, positions_nm: np.ndarray, temperature_K: float,
                             time_ps: float, seed: int = 0, friction_per_ps: float = 1.0,
-                            platform: str = "CPU", properties: dict = None) -> Tuple[np.ndarray, np.ndarray]:
+                            platform: str = "CPU", properties: dict = None,
+                            progress: Optional[Callable[[int], None]] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Minimise, then run Langevin NVT with flexible TIP3P-FB (0.5 fs steps) for ``time_ps``.
 
     A machine-learned water model should start from liquid, not from a grid: the grid's close contacts and
     strained molecules lie outside its training data. Returns (positions [n_atoms, 3] in nm, velocities
-    [n_atoms, 3] in nm/ps).
+    [n_atoms, 3] in nm/ps). ``progress``, if given, is called with the number of steps of each block of 200 as
+    it finishes (for a progress bar; :func:`classical_steps` is the total).
     """
-    timestep = 0.5 * unit.femtoseconds
+    timestep = CLASSICAL_TIMESTEP_FS * unit.femtoseconds
     integrator = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, friction_per_ps / unit.picosecond,
                                                  timestep)
     integrator.setRandomNumberSeed(seed)
@@ -128,7 +139,13 @@ def equilibrate_classically(topology: app.Topology, positions_nm: np.ndarray, te
     context.setPositions(positions_nm * unit.nanometer)
     openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
     context.setVelocitiesToTemperature(temperature_K * unit.kelvin, seed)
-    integrator.step(int(round((time_ps * unit.picosecond) / timestep)))
+    remaining = classical_steps(time_ps)
+    while remaining > 0:
+        block = remaining if progress is None else min(200, remaining)
+        integrator.step(block)
+        remaining -= block
+        if progress is not None:
+            progress(block)
     state = context.getState(getPositions=True, getVelocities=True)
     positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
     velocities = state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond)

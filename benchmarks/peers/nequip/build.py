@@ -1,7 +1,7 @@
 """Build the `nequip-openmmml` peer model used by the speed benchmark.
 
 Steps (each skipped when its output exists, unless --force):
-  1. copy the first 40 frames of benchmarks/water/data/water_gfn2.extxyz to runs/peers/nequip/water40.extxyz
+  1. copy the first 40 frames of recipes/water/data/water_gfn2.extxyz to runs/peers/nequip/water40.extxyz
   2. nequip-train -cp benchmarks/peers/nequip -cn water  (1 epoch, CPU) -> runs/peers/nequip/train/last.ckpt
   3. nequip-package build last.ckpt runs/peers/nequip/water.nequip.zip
   4. load the package with nequip's load_saved_model and print the parameter count
@@ -20,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
-SOURCE = REPO / "benchmarks" / "water" / "data" / "water_gfn2.extxyz"
+SOURCE = REPO / "recipes" / "water" / "data" / "water_gfn2.extxyz"
 OUT = REPO / "runs" / "peers" / "nequip"
 DATA = OUT / "water40.extxyz"
 TRAIN_DIR = OUT / "train"

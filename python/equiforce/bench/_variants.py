@@ -1,7 +1,7 @@
 """Two exports of the same weights (two code paths), checked against each other and timed in turns.
 
-Used by ``benchmarks/tp_split.py`` (e3nn's sliced tensor-product code against the split pass) and
-``benchmarks/fused_convolution.py`` (e3nn's tensor product against the fused convolution op).
+Used by ``benchmarks/studies/tp_split.py`` (e3nn's sliced tensor-product code against the split pass) and
+``benchmarks/studies/fused_convolution.py`` (e3nn's tensor product against the fused convolution op).
 """
 import argparse
 import json

@@ -13,7 +13,8 @@ Typical use::
 """
 from ._batch import Batch, collate, iterate_batches, num_batches
 from ._graph import Graph, GraphDataset, species_indices, structure_to_graph
-from ._read import chemical_symbols, read_atoms, read_structures, read_structures_by_path, structure_from_atoms
+from ._read import (chemical_symbols, read_atoms, read_structures, read_structures_by_path, split_frame_selection,
+                    structure_from_atoms)
 from ._split import split_indices
 from ._extxyz import complete_frames, cut_incomplete_frame
 from ._statistics import average_num_neighbors, composition_matrix, fit_energy_shifts, force_rms
@@ -25,6 +26,7 @@ __all__ = [
     "read_atoms",
     "read_structures",
     "read_structures_by_path",
+    "split_frame_selection",
     "structure_from_atoms",
     "chemical_symbols",
     "Graph",

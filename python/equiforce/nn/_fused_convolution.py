@@ -15,7 +15,8 @@ the result is checked against e3nn on random inputs before it is used. The op th
 product, only in another order of operations (values agree to rounding, not to the bit).
 
 The op has first derivatives only (forces). Training on forces differentiates twice, so models keep e3nn's
-code unless :func:`set_fused_convolution` switches the op on; ``export_model`` does so for CPU inference.
+code unless ``set_fused_convolution`` (next to the ``Interaction`` block it switches, in ``_interaction``) turns the
+op on; ``export_model`` does so for CPU inference.
 """
 import copy
 from typing import List, Tuple
@@ -104,18 +105,3 @@ def _check_against_e3nn(tp, tables: Tuple[List[int], List[int], List[float]], n_
     error = float((fused - expected).abs().max())
     if fused.shape != expected.shape or error > 1e-10 * max(1.0, float(expected.abs().max())):
         raise NotFusable(f"the fused op disagrees with e3nn's tensor product {tp} (max error {error:.3g})")
-
-
-def set_fused_convolution(model: torch.nn.Module, enabled: bool = True) -> int:
-    """Switch the fused convolution op on or off in every interaction block of ``model``; returns how many.
-
-    On: forward and first derivatives (energies, forces) run through ``torch.ops.equiforce.tp_convolution`` on
-    the CPU (CUDA inputs keep e3nn's code). Off (the default for a new model): e3nn's tensor product, which
-    can be differentiated twice, as training on forces needs.
-    """
-    from ._interaction import Interaction
-
-    blocks = [module for module in model.modules() if isinstance(module, Interaction)]
-    for block in blocks:
-        block.fused_convolution = bool(enabled)
-    return len(blocks)

@@ -180,3 +180,16 @@ class Interaction(nn.Module):
                 "table off (equiforce.nn.set_radial_table(model, None)) to train the radial MLPs"
             )
         return True
+
+
+def set_fused_convolution(model: torch.nn.Module, enabled: bool = True) -> int:
+    """Switch the fused convolution op on or off in every interaction block of ``model``; returns how many.
+
+    On: forward and first derivatives (energies, forces) run through ``torch.ops.equiforce.tp_convolution`` on
+    the CPU (CUDA inputs keep e3nn's code). Off (the default for a new model): e3nn's tensor product, which
+    can be differentiated twice, as training on forces needs.
+    """
+    blocks = [module for module in model.modules() if isinstance(module, Interaction)]
+    for block in blocks:
+        block.fused_convolution = bool(enabled)
+    return len(blocks)

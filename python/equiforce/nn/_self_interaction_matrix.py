@@ -11,13 +11,14 @@ matrices on the block's own tensor product, one unit input at a time, in float64
 
     self_part = sum_s onehot[n, s] * (x @ [M_0 | M_1 | ...])[n, s, :]
 
-one dense product of [N, D_in] and [D_in, S D_out] and a weighted sum over species. For one 128-wide block of
-the shipped model, eager forward + backward on one CPU thread of a loaded machine: 8.4 -> 1.7 ms at 384 atoms
-and 35 -> 8.3 ms at 1536 (whole-file gains: ``benchmarks/self_interaction_matrix.py``). The coefficients are not re-derived: the matrices are e3nn's map
-itself, and are checked against the block's module on random inputs before use. The values agree with e3nn to
-rounding (a sum in another order). Unlike the fused convolution and the radial tables this is plain torch, so
-it runs on CUDA too and can be differentiated twice; but the matrices are copies of the weights, so a block in
-training mode refuses them (the weights would get no gradient). ``export_model`` uses them by default.
+one dense product of [N, D_in] and [D_in, S D_out] and a weighted sum over species. For one 128-wide block of the
+shipped model, eager forward + backward on one CPU thread of a loaded machine: 8.4 -> 1.7 ms at 384 atoms and 35 ->
+8.3 ms at 1536 (whole-file gains: ``benchmarks/studies/self_interaction_matrix.py``). The coefficients are not
+re-derived: the matrices are e3nn's map itself, and are checked against the block's module on random inputs before
+use. The values agree with e3nn to rounding (a sum in another order). Unlike the fused convolution and the radial
+tables this is plain torch, so it runs on CUDA too and can be differentiated twice; but the matrices are copies of the
+weights, so a block in training mode refuses them (the weights would get no gradient). ``export_model`` uses them by
+default.
 """
 from typing import List
 

@@ -20,10 +20,12 @@ from ._correlation import (
     wavenumber_per_fs,
 )
 from ._harmonic import harmonic_frequencies
-from ._md import NVESettings, molecule_topology, run_nve_trajectories, trajectory_properties
+from ._md import NVESettings, molecule_topology, remove_rotation, run_nve_trajectories, trajectory_properties
+from ._pipeline import md_spectra, peaks, save_spectra
 
 __all__ = [
     "MIN_FRAMES", "Spectrum", "autocorrelation", "band_centroid", "correlation_spectrum", "harmonic_quantum_correction",
     "ir_spectrum", "isotropic_anisotropic", "peak_position", "raman_spectra", "wavenumber_per_fs",
-    "harmonic_frequencies", "NVESettings", "molecule_topology", "run_nve_trajectories", "trajectory_properties",
+    "harmonic_frequencies", "NVESettings", "molecule_topology", "remove_rotation", "run_nve_trajectories",
+    "trajectory_properties", "md_spectra", "peaks", "save_spectra",
 ]
