@@ -151,3 +151,20 @@ def random_frames(n_frames, seed=0, min_atoms=3, max_atoms=10, box=5.0):
 def write_frames(path, frames):
     ase.io.write(str(path), frames, format="extxyz")
     return str(path)
+
+
+def rewrite_metadata(source, target, **changes):
+    """Copy the model file ``source`` to ``target`` with ``changes`` made to its metadata (a tampered file)."""
+    import json
+    import zipfile
+
+    from equiforce.export import METADATA_FILE
+
+    with zipfile.ZipFile(source) as archive_in, zipfile.ZipFile(target, "w") as archive_out:
+        for item in archive_in.infolist():
+            data = archive_in.read(item.filename)
+            if item.filename.endswith("/extra/" + METADATA_FILE):
+                metadata = json.loads(data)
+                metadata.update(changes)
+                data = json.dumps(metadata).encode()
+            archive_out.writestr(item, data)

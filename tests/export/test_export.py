@@ -10,7 +10,7 @@ import equiforce
 from equiforce.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from equiforce.cli import main as cli_main
 from equiforce.export import METADATA_FILE, ModelFileError, load_model, read_metadata
-from conftest import DTYPES, TOLERANCE, energy_and_forces, make_model, water_tensors
+from conftest import DTYPES, TOLERANCE, energy_and_forces, make_model, water_tensors, rewrite_metadata
 
 
 @pytest.mark.parametrize("tables", [True, False])
@@ -45,21 +45,10 @@ def test_exported_file_carries_its_metadata(exported_model):
     assert metadata["e3nn_version"] == e3nn.__version__
 
 
-def _rewrite_metadata(source, target, **changes):
-    with zipfile.ZipFile(source) as archive_in, zipfile.ZipFile(target, "w") as archive_out:
-        for item in archive_in.infolist():
-            data = archive_in.read(item.filename)
-            if item.filename.endswith("/extra/" + METADATA_FILE):
-                metadata = json.loads(data)
-                metadata.update(changes)
-                data = json.dumps(metadata).encode()
-            archive_out.writestr(item, data)
-
-
 def test_file_from_an_incompatible_version_is_refused_naming_both_versions(exported_model, tmp_path):
     path, _ = exported_model
     future = str(tmp_path / "future.pt")
-    _rewrite_metadata(path, future, format_version=99, equiforce_version="9.0.0")
+    rewrite_metadata(path, future, format_version=99, equiforce_version="9.0.0")
     with pytest.raises(ModelFileError) as error:
         load_model(future)
     message = str(error.value)
@@ -69,7 +58,7 @@ def test_file_from_an_incompatible_version_is_refused_naming_both_versions(expor
 def test_metadata_that_disagrees_with_the_weights_is_refused(exported_model, tmp_path):
     path, _ = exported_model
     wrong = str(tmp_path / "wrong.pt")
-    _rewrite_metadata(path, wrong, dtype="float32")
+    rewrite_metadata(path, wrong, dtype="float32")
     with pytest.raises(ModelFileError, match="float32"):
         load_model(wrong)
 

@@ -137,11 +137,11 @@ def test_unknown_element_is_named_with_its_first_atom(exported_model):
 
 def test_model_file_from_an_incompatible_version_is_refused_at_system_creation(exported_model, tmp_path):
     from equiforce.export import ModelFileError
-    from test_export import _rewrite_metadata
+    from conftest import rewrite_metadata
 
     path, _ = exported_model
     old = str(tmp_path / "old.pt")
-    _rewrite_metadata(path, old, format_version=0, equiforce_version="0.0.1")
+    rewrite_metadata(path, old, format_version=0, equiforce_version="0.0.1")
     topology, _ = water_box(2, 1.0)
     with pytest.raises(ModelFileError, match=r"equiforce 0\.0\.1 in model format 0.*reads formats 2, 3"):
         MLPotential("equiforce", modelPath=old).createSystem(topology)

@@ -16,10 +16,10 @@ from equiforce import pretrained
 from equiforce.calculator import EquiforceCalculator
 from equiforce.data import read_atoms
 from equiforce.systems import water_box
-from test_openmm import _box_angstrom, _expected, _openmm_energy_forces, _species
+from test_openmm_force import _box_angstrom, _expected, _openmm_energy_forces, _species
 
 WATER = pretrained.SHIPPED_MODELS["water-gfn2"]
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WATER_DATA = os.path.join(REPOSITORY, "recipes", "water", "data", "water_gfn2.extxyz.xz")
 TRAINED_FRAMES = 1387  # frames of the data set the water model was trained on; later ones were never seen
 
