@@ -14,7 +14,6 @@ neighbours)) as the imported file. Goals (those of the SevenNet import): |ΔE| �
 eV/Å in float32, |ΔE| ≤ 1e-6 eV/atom in float64.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from structures import liquid_water  # noqa: E402
 
-from equiforce.bench._machine import describe_machine  # noqa: E402
+from equiforce.bench import describe_machine, write_json  # noqa: E402
 from equiforce.calculator import EquiforceCalculator  # noqa: E402
 from equiforce.imports._nequip import import_nequip, nequip_global_state  # noqa: E402
 
@@ -140,9 +139,7 @@ def main() -> int:
                      f"{record['force_mae_ev_per_angstrom_same_constants']:.1e})" if "same_constants" in references
                      else "")
                   + f"  {'ok' if record['meets_goal'] else 'MISSED'}", flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(result, handle, indent=1)
+    write_json(result, args.out)
     print(f"wrote {args.out}")
     return 0 if all(r["meets_goal"] for r in result["records"]) else 1
 

@@ -10,7 +10,6 @@ whatever the weights, swapped for equiforce's dtype-following copy) and its grap
 eV/atom in float64.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from structures import agreement_structures  # noqa: E402
 
-from equiforce.bench._machine import describe_machine  # noqa: E402
+from equiforce.bench import describe_machine, write_json  # noqa: E402
 from equiforce.calculator import EquiforceCalculator  # noqa: E402
 from equiforce.imports import import_sevennet  # noqa: E402
 from equiforce.imports._sevennet import _exact_coupling_coefficients, _with_onehot_in_model_dtype  # noqa: E402
@@ -103,9 +102,7 @@ def main() -> int:
                   f"  {'ok' if record['meets_goal'] else 'MISSED'}", flush=True)
         result[f"model_{precision}"] = {"checkpoint_sha256": metadata["source"]["checkpoint_sha256"],
                                         "imported_with_sevenn": metadata["source"]["imported_with_sevenn"]}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(result, handle, indent=1)
+    write_json(result, args.out)
     print(f"wrote {args.out}")
     return 0 if all(r["meets_goal"] for r in result["records"]) else 1
 

@@ -9,8 +9,6 @@ is (positions wrapped into the box in OpenMM's float64 before the cast to the mo
 switched off (``OpenMMEnergy(wrap=False)``: the cast came first, the behaviour before 2026-12-06).
 """
 import argparse
-import json
-import os
 import sys
 
 import numpy as np
@@ -18,7 +16,7 @@ import torch
 import openmm
 from openmm import unit
 
-from equiforce.bench._machine import describe_machine
+from equiforce.bench import describe_machine, write_json
 from equiforce.export import load_model
 from equiforce.openmm import OpenMMEnergy, species_for_atoms
 from equiforce.pretrained import shipped_model_path
@@ -75,9 +73,7 @@ def main() -> int:
                 print(f"wrap {'on ' if wrap else 'off'} {direction:6s} {k:>9d} boxes ({record['distance_um']:.3g} µm): "
                       f"ΔE {record['energy_change_kj_per_mol']:+.3g} kJ/mol, max |ΔF| "
                       f"{record['max_force_change_kj_per_mol_nm']:.3g} kJ/mol/nm", flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(result, handle, indent=1)
+    write_json(result, args.out)
     print(f"wrote {args.out}")
     return 0
 

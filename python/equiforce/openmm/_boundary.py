@@ -1,5 +1,5 @@
 """The TorchScript module OpenMM calls: nm and kJ/mol outside, Å and eV inside."""
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +16,18 @@ def wrap_into_box(positions: Tensor, box: Tensor) -> Tensor:
     positions = positions - torch.floor(positions[:, 2:3] / box[2, 2]) * box[2]
     positions = positions - torch.floor(positions[:, 1:2] / box[1, 1]) * box[1]
     return positions - torch.floor(positions[:, 0:1] / box[0, 0]) * box[0]
+
+
+def closest_pair(positions: Tensor, within: float, box: Optional[Tensor]) -> Optional[Tuple[int, int, float]]:
+    """(i, j, distance) of the closest pair of ``positions`` [n, 3] closer than ``within`` (periodic images
+    included when ``box`` [3, 3] is given; same length unit throughout), or None: one pass of the native O(N)
+    neighbour list."""
+    pairs, vectors, _ = torch.ops.equiforce.neighbor_list(positions.detach(), within, box, False)
+    if pairs.shape[1] == 0:
+        return None
+    lengths = torch.linalg.norm(vectors, dim=1)  # [E]
+    k = int(torch.argmin(lengths))
+    return int(pairs[0, k]), int(pairs[1, k]), float(lengths[k])
 
 
 class OpenMMEnergy(nn.Module):
@@ -87,11 +99,9 @@ class OpenMMEnergy(nn.Module):
                         " pairs lie within the cutoff but max_pairs is " + str(self.max_pairs) +
                         "; create the force again with a larger max_pairs")
         message = "equiforce: the model's energy is " + str(energy) + " eV"
-        pairs, vectors, _ = torch.ops.equiforce.neighbor_list(positions.detach(), 1.0, cell, False)  # within 1 Å
-        if pairs.shape[1] > 0:
-            lengths = torch.linalg.norm(vectors, dim=1)
-            k = int(torch.argmin(lengths))
-            message += ("; atoms " + str(self.system_index(int(pairs[0, k]))) + " and " +
-                        str(self.system_index(int(pairs[1, k]))) + " are " + str(float(lengths[k])) +
-                        " Å apart (overlapping atoms lie outside every model's data)")
+        pair = closest_pair(positions, 1.0, cell)  # within 1 Å
+        if pair is not None:
+            i, j, distance = pair
+            message += ("; atoms " + str(self.system_index(i)) + " and " + str(self.system_index(j)) + " are " +
+                        str(distance) + " Å apart (overlapping atoms lie outside every model's data)")
         return message

@@ -20,30 +20,17 @@ import openmm.app as app
 import torch
 from openmm import unit
 
-from .. import ops as _native_ops  # noqa: F401  (registers torch.ops.equiforce.*)
+from ._boundary import closest_pair
+from ._force import _atom_label
 
 
 class SimulationBlowUp(RuntimeError):
     """A :class:`GuardReporter` check failed: the message names the step, the check and the atoms."""
 
 
-def _atom_name(topology: app.Topology, index: int) -> str:
-    atom = list(topology.atoms())[index] if topology is not None else None
-    if atom is None:
-        return f"atom {index}"
-    return f"atom {index} ({atom.name} in residue {atom.residue.name} {atom.residue.id})"
-
-
-def closest_pair(positions_nm: np.ndarray, box_nm: Optional[np.ndarray], within_nm: float):
-    """(i, j, distance nm) of the closest pair closer than ``within_nm`` (periodic images included), or None."""
-    positions = torch.tensor(positions_nm, dtype=torch.float64)  # [N, 3] nm
-    box = None if box_nm is None else torch.tensor(box_nm, dtype=torch.float64)  # [3, 3] nm
-    pairs, vectors, _ = torch.ops.equiforce.neighbor_list(positions, float(within_nm), box, False)
-    if pairs.shape[1] == 0:
-        return None
-    lengths = torch.linalg.norm(vectors, dim=1)  # [E] nm
-    k = int(torch.argmin(lengths))
-    return int(pairs[0, k]), int(pairs[1, k]), float(lengths[k])
+def _atom_names(topology: app.Topology, indices: Iterable[int]) -> str:
+    atoms = list(topology.atoms())
+    return ", ".join(_atom_label(atoms[int(i)]) for i in indices)
 
 
 class GuardReporter:
@@ -84,11 +71,12 @@ class GuardReporter:
             box = np.array(state.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
         if not np.all(np.isfinite(positions[selected])):
             bad = selected[~np.all(np.isfinite(positions[selected]), axis=1)][:5]
-            return "non-finite positions of " + ", ".join(_atom_name(topology, int(i)) for i in bad)
-        pair = closest_pair(positions[selected], box, self.min_distance)
+            return "non-finite positions of " + _atom_names(topology, bad)
+        pair = closest_pair(torch.tensor(positions[selected]), self.min_distance,
+                            None if box is None else torch.tensor(box))
         if pair is not None:
             i, j, distance = pair
-            return (f"{_atom_name(topology, int(selected[i]))} and {_atom_name(topology, int(selected[j]))} are "
+            return (f"{_atom_names(topology, [selected[i]])} and {_atom_names(topology, [selected[j]])} are "
                     f"{distance:.4g} nm apart (limit {self.min_distance:.4g})")
         try:  # asked here, after the distances: an equiforce force raises on overlapping atoms
             state = simulation.context.getState(getEnergy=True, getForces=True)
@@ -102,10 +90,10 @@ class GuardReporter:
         magnitudes = np.linalg.norm(forces, axis=1)  # [N] kJ/mol/nm
         if not np.all(np.isfinite(magnitudes)):
             bad = np.flatnonzero(~np.isfinite(magnitudes))[:5]
-            return "non-finite forces on " + ", ".join(_atom_name(topology, int(i)) for i in bad)
+            return "non-finite forces on " + _atom_names(topology, bad)
         worst = int(np.argmax(magnitudes))
         if magnitudes[worst] > self.max_force:
-            return (f"the force on {_atom_name(topology, worst)} is {magnitudes[worst]:.4g} kJ/mol/nm "
+            return (f"the force on {_atom_names(topology, [worst])} is {magnitudes[worst]:.4g} kJ/mol/nm "
                     f"(limit {self.max_force:.4g})")
         return None
 
