@@ -15,7 +15,7 @@ from equiforce.systems import equilibrate_classically, water_box
 @pytest.fixture(scope="module")
 def water():
     topology, grid = water_box(16, seed=5)
-    positions, _ = equilibrate_classically(topology, grid, 300.0, time_ps=0.2, seed=5)
+    positions, _ = equilibrate_classically(topology, grid, 300.0, time_ps=0.2, seed=5, platform="Reference")  # reproducible
     return topology, positions
 
 
