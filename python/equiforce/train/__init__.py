@@ -8,8 +8,12 @@ Example::
 or, from a shell, ``equiforce train config.yaml`` with the fields of :class:`TrainConfig` as YAML keys.
 Metrics are in meV/atom (energies) and meV/Å (forces); property heads (``model={"heads": ["dipole"]}``,
 ``dipole_weight``, ``polarizability_weight``) add their errors in e·Å and Å³.
+
+Several processes: ``torchrun --nproc_per_node N -m equiforce train config.yaml`` (``batch_size`` is the global
+batch; see :class:`Distributed` and docs/training.md).
 """
 from ._config import RESUMABLE_KEYS, TrainConfig
+from ._distributed import Distributed
 from ._ema import ExponentialMovingAverage
 from ._metrics import MEV_PER_EV, ErrorMetrics, predict, weighted_loss
 from ._properties import LABELLED_HEADS, PropertyMetrics, predict_properties, property_loss
@@ -20,6 +24,7 @@ __all__ = [
     "Trainer",
     "train",
     "RESUMABLE_KEYS",
+    "Distributed",
     "ExponentialMovingAverage",
     "ErrorMetrics",
     "predict",

@@ -26,11 +26,30 @@ def predict(model, batch: Batch, create_graph: bool) -> Tuple[Tensor, Tensor]:
     return energy, -gradient
 
 
-def weighted_loss(energy: Tensor, forces: Tensor, batch: Batch, energy_weight: float, force_weight: float) -> Tensor:
-    """energy_weight · mean(((E - E_ref)/N)²) + force_weight · mean((F - F_ref)²), in eV² units (0-dim)."""
+def weighted_loss(
+    energy: Tensor,
+    forces: Tensor,
+    batch: Batch,
+    energy_weight: float,
+    force_weight: float,
+    num_frames: Optional[float] = None,
+    num_components: Optional[float] = None,
+) -> Tensor:
+    """energy_weight · mean(((E - E_ref)/N)²) + force_weight · mean((F - F_ref)²), in eV² units (0-dim).
+
+    ``num_frames`` and ``num_components`` (force components) replace the batch's own counts as the divisors of
+    the two sums: a process holding part of a global batch passes the global counts, so that the processes'
+    losses add up to the loss of the whole batch.
+    """
     per_atom = (energy - batch.energy) / batch.num_atoms.to(energy.dtype)  # [B] eV/atom
-    energy_term = (per_atom**2).mean()
-    force_term = ((forces - batch.forces) ** 2).mean()
+    if num_frames is None and num_components is None:
+        energy_term = (per_atom**2).mean()
+        force_term = ((forces - batch.forces) ** 2).mean()
+    else:
+        frames = float(batch.num_graphs if num_frames is None else num_frames)
+        components = float(forces.numel() if num_components is None else num_components)
+        energy_term = (per_atom**2).sum() / frames
+        force_term = ((forces - batch.forces) ** 2).sum() / components
     return energy_weight * energy_term + force_weight * force_term
 
 
@@ -75,6 +94,40 @@ class ErrorMetrics:
             for key, value in batch_sums.items():
                 self._sums[key] = self._sums[key] + value
         self.num_frames += batch.num_graphs
+
+    def to_tensor(self, device: Optional[torch.device] = None) -> Tensor:
+        """The accumulated sums as one float64 tensor [3 S + 3] (zeros before any update), for an all-reduce."""
+        s = len(self.elements)
+        if self._sums is None:
+            sums = torch.zeros(3 * s + 2, dtype=torch.float64, device=device)
+        else:
+            sums = torch.cat(
+                [
+                    self._sums["energy_abs"].reshape(1),
+                    self._sums["energy_sq"].reshape(1),
+                    self._sums["force_abs"],
+                    self._sums["force_sq"],
+                    self._sums["force_count"],
+                ]
+            ).to(device=device)
+        frames = torch.tensor([float(self.num_frames)], dtype=torch.float64, device=sums.device)
+        return torch.cat([sums, frames])  # [3 S + 3]
+
+    def load_tensor(self, packed: Tensor) -> None:
+        """Replace the sums by ``packed`` (the layout of :meth:`to_tensor`, e.g. summed over processes)."""
+        s = len(self.elements)
+        packed = packed.detach().to(torch.float64)
+        self.num_frames = int(round(float(packed[-1])))
+        if self.num_frames == 0:
+            self._sums = None
+            return
+        self._sums = {
+            "energy_abs": packed[0],
+            "energy_sq": packed[1],
+            "force_abs": packed[2 : 2 + s],
+            "force_sq": packed[2 + s : 2 + 2 * s],
+            "force_count": packed[2 + 2 * s : 2 + 3 * s],
+        }
 
     def running(self) -> Dict[str, float]:
         """Cheap summary for a progress bar: loss, E MAE (meV/atom), F MAE (meV/Å)."""

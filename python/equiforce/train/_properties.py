@@ -36,10 +36,26 @@ def _labelled(prediction: Tensor, label: Optional[Tensor]) -> Tuple[Tensor, Tens
     return prediction[present], label[present]
 
 
-def property_loss(outputs: Dict[str, Tensor], batch: Batch, weights: Dict[str, float]) -> Tensor:
+def labelled_components(batch: Batch, heads: Sequence[str]) -> Dict[str, int]:
+    """Number of label components (3 per dipole, 9 per polarizability) of the batch's labelled frames, per head."""
+    counts: Dict[str, int] = {}
+    for name in heads:
+        label = getattr(batch, name)
+        if label is None:
+            counts[name] = 0
+        else:
+            present = torch.isfinite(label.flatten(1)).all(dim=1)  # [B]
+            counts[name] = int(present.sum()) * label[0].numel()
+    return counts
+
+
+def property_loss(
+    outputs: Dict[str, Tensor], batch: Batch, weights: Dict[str, float], counts: Optional[Dict[str, float]] = None
+) -> Tensor:
     """Σ_head weight · mean((prediction - label)²) over the components of labelled frames ((e·Å)², Å⁶); 0-dim.
 
-    Heads with weight 0 or without labels in the batch add nothing.
+    Heads with weight 0 or without labels in the batch add nothing. ``counts`` ({head: components}) replaces the
+    batch's own number of labelled components as the divisor (global counts for a part of a global batch).
     """
     reference = next(iter(outputs.values()))
     loss = torch.zeros((), dtype=reference.dtype, device=reference.device)
@@ -48,7 +64,10 @@ def property_loss(outputs: Dict[str, Tensor], batch: Batch, weights: Dict[str, f
             continue
         prediction, label = _labelled(outputs[name], getattr(batch, name))
         if prediction.shape[0] > 0:
-            loss = loss + weight * ((prediction - label) ** 2).mean()
+            if counts is None:
+                loss = loss + weight * ((prediction - label) ** 2).mean()
+            else:
+                loss = loss + weight * ((prediction - label) ** 2).sum() / float(counts[name])
     return loss
 
 
@@ -77,6 +96,18 @@ class PropertyMetrics:
             self._sums[name] += torch.stack(
                 [delta.abs().sum(), (delta**2).sum(), torch.tensor(float(delta.numel()), dtype=torch.float64)]
             )
+
+    def to_tensor(self) -> Tensor:
+        """The accumulated sums as one float64 CPU tensor [3 · heads] (|Δ|, Δ², components per head)."""
+        if not self.heads:
+            return torch.zeros(0, dtype=torch.float64)
+        return torch.cat([self._sums[h] for h in self.heads])
+
+    def load_tensor(self, packed: Tensor) -> None:
+        """Replace the sums by ``packed`` (the layout of :meth:`to_tensor`, e.g. summed over processes)."""
+        packed = packed.detach().to(device="cpu", dtype=torch.float64)
+        for k, name in enumerate(self.heads):
+            self._sums[name] = packed[3 * k : 3 * k + 3].clone()
 
     def compute(self) -> Dict[str, float]:
         """``{head}_mae`` / ``{head}_rmse`` (e·Å for the dipole, Å³ for the polarizability) and ``{head}_frames``

@@ -16,6 +16,7 @@ from ..data import (
     chemical_symbols,
     fit_energy_shifts,
     force_rms,
+    collate,
     iterate_batches,
     num_batches,
     read_structures_by_path,
@@ -24,10 +25,11 @@ from ..data import (
 from ..nn import EquivariantPotential, ModelConfig, build_model
 from ..units import MODEL_UNITS
 from ._config import RESUMABLE_KEYS, TrainConfig
+from ._distributed import Distributed, global_counts
 from ._ema import ExponentialMovingAverage
 from ._history import write_history, write_json
 from ._metrics import ErrorMetrics, predict, weighted_loss
-from ._properties import LABELLED_HEADS, PropertyMetrics, predict_properties, property_loss
+from ._properties import LABELLED_HEADS, PropertyMetrics, labelled_components, predict_properties, property_loss
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LAST, BEST, METRICS = "last.ckpt", "best.ckpt", "metrics.json"
@@ -80,11 +82,22 @@ class Trainer:
     initialise the model (training split only), builds the model, optimiser, schedule and weight average, and on
     resume restores all of their states plus the random-number generators, so that resumed training repeats an
     uninterrupted run exactly (bitwise on CPU).
+
+    Launched by ``torchrun`` (``WORLD_SIZE`` > 1), or with a process group the caller initialised, the processes
+    train together (see :class:`~equiforce.train.Distributed`): ``batch_size`` is the global batch, each process
+    computes a contiguous part of every global batch (the same shuffled order on every process) and
+    back-propagates its share of the global-batch loss, the gradients are summed over the processes before the
+    step, and training and validation metrics are summed over them too, so every process follows the
+    single-process run (up to float rounding). Only rank 0 writes files and prints; every rank reads
+    ``last.ckpt`` on resume.
     """
 
     def __init__(self, config: TrainConfig, resume: Optional[bool] = None) -> None:
         self.config = config
-        self.device = resolve_device(config.device)
+        device = resolve_device(config.device)
+        #: This process among the training processes (rank 0 of 1 without torchrun).
+        self.distributed = Distributed.from_environment(config.device)
+        self.device = self.distributed.device(device)
         self.dtype = DTYPES[config.dtype]
         self.output_dir = config.output_dir
         checkpoint = self._checkpoint_to_resume(resume)
@@ -154,6 +167,11 @@ class Trainer:
         self.history: List[Dict[str, Any]] = []
         if checkpoint is not None:
             self._restore(checkpoint)
+        self.distributed.check_same(
+            "the data and the epoch to start from", (self.data_fingerprint, self.epoch, self.best_epoch)
+        )
+        self.distributed.broadcast_module_(self.model)
+        self.distributed.broadcast_module_(self.ema.model)
 
     # ----------------------------------------------------------------------------------------------- set-up
     def _path(self, name: str) -> str:
@@ -313,33 +331,34 @@ class Trainer:
         metrics = self._metrics()
         head_metrics = self._head_metrics()
         graphs = self.graphs["train"]
+        show = config.progress and self.distributed.is_main
         bar = tqdm(
             total=num_batches(len(graphs), config.batch_size),
             desc=f"epoch {self.epoch + 1}/{config.max_epochs}",
-            disable=not config.progress,
+            disable=not show,
             leave=False,
             dynamic_ncols=True,
         )
+        if self.distributed.enabled:
+            batches = self._my_parts_of_global_batches(graphs)
+        else:
+            batches = iterate_batches(graphs, config.batch_size, shuffle=True, generator=self.shuffle_generator)
         with bar:
-            for batch in iterate_batches(graphs, config.batch_size, shuffle=True, generator=self.shuffle_generator):
+            for batch in batches:
                 self.optimizer.zero_grad(set_to_none=True)
-                if self.labelled_heads:
-                    energy, forces, outputs = predict_properties(self.model, batch, create_graph=True)
-                    loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight)
-                    loss = loss + property_loss(outputs, batch, self.head_weights)
-                    head_metrics.update(outputs, batch)
+                if self.distributed.enabled:
+                    self._backward_share(batch, metrics, head_metrics)
+                    self.distributed.reduce_gradients_(list(self.model.parameters()))
                 else:
-                    energy, forces = predict(self.model, batch, create_graph=True)  # [B] eV, [N, 3] eV/Å
-                    loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight)
-                loss.backward()
+                    self._backward(batch, metrics, head_metrics)
                 if config.clip_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad_norm)
                 self.optimizer.step()
                 self.ema.update(self.model)
-                metrics.update(energy, forces, batch)
-                if config.progress:
+                if show:
                     bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.running().items()}, refresh=False)
                 bar.update(1)
+        self._sum_over_processes(metrics, head_metrics)
         result = self._merge(metrics.compute(per_element=False), head_metrics)
         if not math.isfinite(result["loss"]):
             raise FloatingPointError(
@@ -347,20 +366,88 @@ class Trainer:
             )
         return result
 
+    def _backward(self, batch, metrics: ErrorMetrics, head_metrics: PropertyMetrics) -> None:
+        """Back-propagate the loss of a whole batch (one process) and add the batch to the epoch's metrics."""
+        config = self.config
+        if self.labelled_heads:
+            energy, forces, outputs = predict_properties(self.model, batch, create_graph=True)
+            loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+            loss = loss + property_loss(outputs, batch, self.head_weights)
+            head_metrics.update(outputs, batch)
+        else:
+            energy, forces = predict(self.model, batch, create_graph=True)  # [B] eV, [N, 3] eV/Å
+            loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+        loss.backward()
+        metrics.update(energy, forces, batch)
+
+    def _my_parts_of_global_batches(self, graphs):
+        """This process's contiguous part (a Batch, or ``None`` when empty) of each global batch, in the shuffled
+        order every process draws alike (the same draw as :func:`~equiforce.data.iterate_batches`)."""
+        size = self.config.batch_size
+        order = torch.randperm(len(graphs), generator=self.shuffle_generator).tolist()
+        for start in range(0, len(order), size):
+            chosen = order[start : start + size]
+            mine = chosen[self.distributed.shard(len(chosen))]
+            yield collate([graphs[i] for i in mine]) if mine else None
+
+    def _backward_share(self, batch, metrics: ErrorMetrics, head_metrics: PropertyMetrics) -> None:
+        """Back-propagate this process's share of the global-batch loss: its sums divided by the global counts of
+        frames, force components and labelled head components (all-reduced), so that the processes' gradients add
+        up to the gradient of the whole batch. A process without frames takes part in the counts only."""
+        config = self.config
+        heads = self.labelled_heads
+        if batch is None:
+            local = [0.0, 0.0] + [0.0] * len(heads)
+        else:
+            labelled = labelled_components(batch, heads)
+            local = [float(batch.num_graphs), float(3 * batch.positions.shape[0])] + [float(labelled[h]) for h in heads]
+        counts = global_counts(local, self.distributed, self.device)  # frames, force components, head components
+        if batch is None:
+            return
+        if heads:
+            energy, forces, outputs = predict_properties(self.model, batch, create_graph=True)
+            loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight, counts[0], counts[1])
+            head_counts = {h: max(c, 1.0) for h, c in zip(heads, counts[2:])}
+            loss = loss + property_loss(outputs, batch, self.head_weights, head_counts)
+            head_metrics.update(outputs, batch)
+        else:
+            energy, forces = predict(self.model, batch, create_graph=True)  # [B] eV, [N, 3] eV/Å
+            loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight, counts[0], counts[1])
+        loss.backward()
+        metrics.update(energy, forces, batch)
+
+    def _sum_over_processes(self, metrics: ErrorMetrics, head_metrics: PropertyMetrics) -> None:
+        """Replace each process's metric sums by their sums over the processes (one all-reduce)."""
+        if not self.distributed.enabled:
+            return
+        errors = metrics.to_tensor(self.device)  # [3 S + 3]
+        packed = torch.cat([errors, head_metrics.to_tensor().to(self.device)])
+        self.distributed.all_reduce_(packed)
+        metrics.load_tensor(packed[: errors.shape[0]])
+        head_metrics.load_tensor(packed[errors.shape[0] :])
+
     def evaluate(self, model: torch.nn.Module, graphs) -> Optional[Dict[str, Any]]:
-        """Errors of ``model`` on ``graphs`` (``None`` for no graphs): see :meth:`ErrorMetrics.compute`."""
+        """Errors of ``model`` on ``graphs`` (``None`` for no graphs): see :meth:`ErrorMetrics.compute`.
+
+        With several processes each evaluates a contiguous part of ``graphs`` and the sums are all-reduced, so
+        every process returns the errors on all of ``graphs``.
+        """
         if not graphs:
             return None
         model.eval()
         metrics = self._metrics()
         head_metrics = self._head_metrics()
-        for batch in iterate_batches(graphs, self.config.batch_size):
+        if self.distributed.enabled:
+            part = self.distributed.shard(len(graphs))
+            graphs = [graphs[i] for i in range(part.start, part.stop)]
+        for batch in iterate_batches(graphs, self.config.batch_size) if graphs else ():
             if self.labelled_heads:
                 energy, forces, outputs = predict_properties(model, batch, create_graph=False)
                 head_metrics.update(outputs, batch)
             else:
                 energy, forces = predict(model, batch, create_graph=False)
             metrics.update(energy, forces, batch)
+        self._sum_over_processes(metrics, head_metrics)
         return self._merge(metrics.compute(), head_metrics)
 
     def run_epoch(self) -> Dict[str, Any]:
@@ -396,6 +483,8 @@ class Trainer:
             row[f"val_{head}_rmse"] = validation.get(f"{head}_rmse") if validation is not None else None
         row.update({"best": improved, "seconds": time.perf_counter() - start})
         self.history.append(row)
+        if not self.distributed.is_main:  # the other processes keep the same state but write and print nothing
+            return row
         if improved:
             self.save(self._path(BEST))
         self.save(self._path(LAST))
@@ -430,17 +519,21 @@ class Trainer:
         """Load the averaged weights of ``best.ckpt`` into the averaged model and return it.
 
         Used at the end of training (reusing the averaged model avoids building another one); the in-memory
-        average no longer follows the training afterwards, so resume from ``last.ckpt`` to train further.
+        average no longer follows the training afterwards, so resume from ``last.ckpt`` to train further. With
+        several processes rank 0 reads the file and sends the weights to the others.
         """
-        payload = load_checkpoint(self._path(BEST))
-        self.ema.model.load_state_dict(payload["ema_state"])
+        if self.distributed.is_main:
+            payload = load_checkpoint(self._path(BEST))
+            self.ema.model.load_state_dict(payload["ema_state"])
+        self.distributed.broadcast_module_(self.ema.model)
         return self.ema.model
 
     def finish(self) -> Dict[str, Any]:
         """Evaluate the best averaged weights on the validation and test splits, write ``metrics.json``, export."""
         from ..export import export_model
 
-        if self.best_epoch == 0:  # no epoch was trained (max_epochs 0): the initial weights are the best
+        main = self.distributed.is_main
+        if self.best_epoch == 0 and main:  # no epoch was trained (max_epochs 0): the initial weights are the best
             self.save(self._path(BEST))
         model = self.load_best()
         units = dict(METRIC_UNITS)
@@ -461,12 +554,23 @@ class Trainer:
             "export": None,
         }
         if self.config.export:
-            export_model(model, self.config.export, dtype=self.config.export_dtype)
+            if main:
+                export_model(model, self.config.export, dtype=self.config.export_dtype)
             results["export"] = {"path": self.config.export, "dtype": self.config.export_dtype}
-        write_json(self._path(METRICS), results)
+        if main:
+            write_json(self._path(METRICS), results)
+        self.distributed.barrier()  # every process returns once the files are written
         return results
 
 
 def train(config: TrainConfig, resume: Optional[bool] = None) -> Dict[str, Any]:
-    """Run (or resume, see :class:`Trainer`) a training and return the final metrics (also in ``metrics.json``)."""
-    return Trainer(config, resume).fit()
+    """Run (or resume, see :class:`Trainer`) a training and return the final metrics (also in ``metrics.json``).
+
+    Under ``torchrun`` every process calls this and gets the same metrics; the process group the trainer
+    initialised is destroyed at the end.
+    """
+    trainer = Trainer(config, resume)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.distributed.close()
