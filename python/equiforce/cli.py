@@ -1,4 +1,4 @@
-"""Command-line interface: ``equiforce {init,export,import,info,demo,train,evaluate,bench,spectra}``."""
+"""Command-line interface: ``equiforce {init,export,import,info,committee,demo,train,evaluate,bench,spectra,label}``."""
 import argparse
 import json
 import sys
@@ -43,6 +43,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .nn import DEFAULT_KNOTS
 
     knots = DEFAULT_KNOTS if args.radial_table_knots is None else args.radial_table_knots
+    if args.format == "aoti":  # torch.export + AOTInductor package, run by openmm.PythonForce
+        from .export import export_aoti
+
+        metadata = export_aoti(model, args.output, dtype=args.dtype, max_atoms=args.max_atoms,
+                               max_edges=args.max_edges, threads=args.threads)
+        bounds = metadata["aoti"]
+        print(f"wrote {args.output} (AOTInductor, {bounds['compile_seconds']:.0f} s to compile): elements "
+              f"{metadata['elements']}, cutoff {metadata['cutoff']} Å, {args.dtype}, {bounds['min_atoms']}-"
+              f"{bounds['max_atoms']} atoms, at most {bounds['max_edges']} pairs within the cutoff")
+        return 0
     metadata = export_model(model, args.output, dtype=args.dtype, radial_table_knots=knots or None)
     print(f"wrote {args.output}: elements {metadata['elements']}, cutoff {metadata['cutoff']} Å, {args.dtype}")
     table = metadata["radial_table"]
@@ -88,6 +98,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_committee(args: argparse.Namespace) -> int:
+    from .committee import export_committee
+
+    metadata = export_committee(args.checkpoints, args.output, dtype=args.dtype, use_ema=not args.no_ema)
+    print(f"wrote {args.output}: a committee of {metadata['committee']['num_members']} members (mean energy), "
+          f"elements {metadata['elements']}, cutoff {metadata['cutoff']} Å, {args.dtype}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import torch
 
@@ -123,6 +142,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config.progress = False
     resume = True if args.resume else (False if args.restart else None)
     metrics = train(config, resume=resume)
+    import os
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 prints (every rank trained)
+        return 0
     summary = {split: {k: metrics[split][k] for k in ("energy_mae", "energy_rmse", "force_mae", "force_rmse")}
                for split in ("validation", "test") if metrics[split] is not None}
     print(f"best epoch {metrics['best_epoch']} of {metrics['epochs']}; meV/atom and meV/Å: {json.dumps(summary)}")
@@ -158,6 +181,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                      threads=args.threads)
         else:
             methods = bench.METHODS + (bench.PEER_METHODS if args.peers else [])
+            if args.aoti:
+                from .bench._speed import AOTI_METHODS
+
+                methods += AOTI_METHODS
             result = bench.run_speed(args.molecules or [32, 128, 512, 2048], model_file=args.model, methods=methods,
                                      platform=args.platform, out=out, threads=args.threads)
     else:
@@ -236,6 +263,48 @@ def _cmd_spectra(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .active import SampleSettings, sample
+
+    settings = SampleSettings(temperature_K=args.temperature, timestep_fs=args.timestep, frames=args.frames,
+                              every=args.every, equilibration_steps=args.equilibration_steps, seed=args.seed,
+                              platform=args.platform)
+    record = sample(args.structure, args.output, settings, model=args.model, forcefield=args.forcefield,
+                    progress=not args.no_progress)
+    if args.committee:
+        from .active import select_by_disagreement
+        from .active._frames import read_frames, write_frames
+        from .committee import force_disagreement
+
+        frames = read_frames(args.output)
+        chosen, summary = select_by_disagreement(frames, force_disagreement(args.committee, frames), args.select,
+                                                 args.ceiling)
+        selected = args.selected or args.output.rsplit(".", 1)[0] + ".selected.extxyz"
+        write_frames(selected, chosen)
+        print(f"committee {args.committee}: kept the {len(chosen)} of {len(frames)} frames with the largest force "
+              f"spread ({json.dumps(summary['selected_spread_eV_per_A'])} eV/Å) in {selected}")
+    print(f"wrote {record['frames_written']} frames to {args.output}")
+    return 0
+
+
+def _cmd_learn(args: argparse.Namespace) -> int:
+    from .active import LearnConfig, learn
+
+    learn(LearnConfig.from_yaml(args.config), progress=not args.no_progress)
+    return 0
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from .label import format_summary, label_frames
+
+    summary = label_frames(args.input, args.output, method=args.method, workers=args.workers, charge=args.charge,
+                           accuracy=args.accuracy, electronic_temperature_K=args.electronic_temperature,
+                           max_iterations=args.max_iterations, retry_failed=args.retry_failed,
+                           progress=not args.no_progress)
+    print(format_summary(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="equiforce", description="E(3)-equivariant ML potentials for OpenMM")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -263,6 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="add a short-range wall below the shortest distance of each element pair in DATA")
     export.add_argument("--repulsion-margin", type=float, default=0.03, help="wall onset = shortest distance - this (Å)")
     export.add_argument("--repulsion-strength", type=float, default=500.0, help="wall strength A (eV)")
+    export.add_argument("--format", choices=["torchscript", "aoti"], default="torchscript",
+                        help="torchscript (TorchForce, default) or aoti: a torch.export + AOTInductor package run "
+                             "through openmm.PythonForce (needs a C++ compiler; see docs/aoti.md)")
+    export.add_argument("--max-atoms", type=int, default=20000, help="aoti: most atoms the package accepts")
+    export.add_argument("--threads", type=int, default=None,
+                        help="aoti: CPU threads compiled into the package (default: torch.get_num_threads())")
+    export.add_argument("--max-edges", type=int, default=None,
+                        help="aoti: most ordered pairs within the cutoff it accepts (default 100 per atom)")
     export.set_defaults(run=_cmd_export)
 
     imported = sub.add_parser("import", help="write a pretrained model of another project (SevenNet-0, a SevenNet "
@@ -281,6 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print the metadata of an exported model")
     info.add_argument("model")
     info.set_defaults(run=_cmd_info)
+
+    committee = sub.add_parser("committee", help="write several checkpoints as ONE model file: mean energy for MD, "
+                               "members' spread for uncertainty (equiforce.committee)")
+    committee.add_argument("checkpoints", nargs="+", help="training checkpoints (same elements and cutoff)")
+    committee.add_argument("-o", "--output", required=True, help="committee model file to write")
+    committee.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    committee.add_argument("--no-ema", action="store_true", help="the raw weights, not the EMA weights")
+    committee.set_defaults(run=_cmd_committee)
 
     demo = sub.add_parser("demo", help="classical start, NVT, then NVE of a periodic water box: speed, temperature, "
                           "energy fluctuation (drift only where the run resolves it)")
@@ -340,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--platform", default="CPU", help="OpenMM platform of the full runs (CPU or CUDA)")
     bench.add_argument("--peers", action="store_true",
                        help="also run nequip through openmm-ml (needs requirements-bench.txt and the peer build)")
+    bench.add_argument("--aoti", action="store_true",
+                       help="speed: also run aoti-pythonforce (the model compiled by AOTInductor, in openmm.PythonForce;"
+                            " compiled once per dtype into runs/bench/aoti/)")
     bench.set_defaults(run=_cmd_bench)
     spectra = sub.add_parser("spectra", help="IR and Raman spectra of one molecule from NVE trajectories in OpenMM")
     spectra.add_argument("structure", help="the molecule (any file ASE reads; open boundaries, Å)")
@@ -361,6 +449,52 @@ def build_parser() -> argparse.ArgumentParser:
     spectra.add_argument("--min-wavenumber", type=float, default=500.0, help="list peaks above this, cm^-1")
     spectra.add_argument("--peaks", type=int, default=3, help="peaks listed per spectrum")
     spectra.set_defaults(run=_cmd_spectra)
+    label = sub.add_parser("label", help="label frames with GFN2-xTB (tblite): energies, forces, dipoles; "
+                           "resumable, several worker processes")
+    label.add_argument("input", help="frames (any format ASE reads; Å); all periodic or open, elements H..Rn")
+    label.add_argument("--method", choices=["gfn2"], default="gfn2")
+    label.add_argument("-o", "--output", required=True, help="extended XYZ to write; rerun the command to continue")
+    label.add_argument("--workers", type=int, default=1,
+                       help="worker processes, one thread each (0: this process; default %(default)s)")
+    label.add_argument("--charge", type=int, default=None, help="total charge (e) of frames without info['charge'] "
+                       "(default 0)")
+    label.add_argument("--accuracy", type=float, default=1.0, help="tblite numerical accuracy")
+    label.add_argument("--electronic-temperature", type=float, default=300.0, help="K")
+    label.add_argument("--max-iterations", type=int, default=250,
+                       help="SCF iterations (a failed frame is retried with damping 0.2 and 4x this)")
+    label.add_argument("--retry-failed", action="store_true", help="label again the frames an earlier run "
+                       "recorded in OUTPUT.failures.jsonl")
+    label.add_argument("--no-progress", action="store_true", help="no progress bar")
+    label.set_defaults(run=_cmd_label)
+    sampler = sub.add_parser("sample", help="Langevin MD in OpenMM (a model or a classical force field) writing "
+                             "candidate frames; with --committee, keep the frames its members disagree on most")
+    sampler.add_argument("structure", help="start structure: PDB (its CRYST1 box makes it periodic) or PDBx")
+    sampler.add_argument("-o", "--output", required=True, help="extxyz file of the candidate frames (Å; a rerun "
+                         "continues it)")
+    source = sampler.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", default=None, help="exported model (or committee) file that drives the MD")
+    source.add_argument("--forcefield", nargs="+", default=None,
+                        help="OpenMM force-field files (flexible, no constraints), e.g. amber14/tip3pfb.xml")
+    sampler.add_argument("--temperature", type=float, default=300.0, help="K")
+    sampler.add_argument("--timestep", type=float, default=0.5, help="fs")
+    sampler.add_argument("--frames", type=int, default=50)
+    sampler.add_argument("--every", type=int, default=100, help="steps between frames")
+    sampler.add_argument("--equilibration-steps", type=int, default=1000)
+    sampler.add_argument("--seed", type=int, default=0)
+    sampler.add_argument("--platform", default="CPU")
+    sampler.add_argument("--committee", default=None, help="committee file (equiforce committee): select frames")
+    sampler.add_argument("--select", type=int, default=16, help="with --committee: frames to keep")
+    sampler.add_argument("--ceiling", type=float, default=None, help="with --committee: pass over frames whose "
+                         "force spread exceeds this (eV/Å)")
+    sampler.add_argument("--selected", default=None, help="with --committee: file of the kept frames (default "
+                         "OUTPUT's name + .selected.extxyz)")
+    sampler.add_argument("--no-progress", action="store_true")
+    sampler.set_defaults(run=_cmd_sample)
+    learner = sub.add_parser("learn", help="rounds of sample -> label (GFN2-xTB) -> train a committee, from a YAML "
+                             "config (see equiforce.active.LearnConfig); a rerun continues")
+    learner.add_argument("config", help="YAML file whose keys are LearnConfig fields")
+    learner.add_argument("--no-progress", action="store_true")
+    learner.set_defaults(run=_cmd_learn)
     return parser
 
 

@@ -1,0 +1,304 @@
+"""``equiforce learn CONFIG``: rounds of sample → label → train a committee, until the model is good enough.
+
+Round 0 samples the start structure with a classical force field (or starts from frames the user labelled
+already), labels the frames with the reference method and trains a committee of models that differ in their
+seed (initial weights, split, batch order). Every later round samples MD with the committee's mean potential,
+labels the candidates the committee disagrees on most, and trains the committee again on everything labelled so
+far (by default continuing from the previous round's weights). A fixed share of each round's labelled frames is
+held out and never trained on; the committee's errors on all held-out frames decide when to stop.
+
+Every step leaves its result on disk before the next starts, and each step resumes where it stopped (sampling
+from its checkpoint, labelling frame by frame, training from ``last.ckpt``), so rerunning the same command after
+an interruption continues the loop.
+"""
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from ._frames import read_frames, write_frames
+from ._sample import SampleSettings, sample
+from ._select import select_by_disagreement
+
+#: Frame ``info`` key recording the round a labelled frame came from.
+ROUND_KEY = "learn_round"
+
+
+@dataclasses.dataclass
+class SamplingPlan:
+    """How one round samples: one MD run per temperature (K), ``frames`` candidates each, ``every`` steps apart.
+    ``select`` (later rounds only): how many candidates, in all, go to the reference method; ``ceiling`` (eV/Å):
+    candidates whose committee force spread exceeds it are passed over."""
+
+    temperatures_K: List[float] = dataclasses.field(default_factory=lambda: [300.0])
+    frames: int = 50
+    every: int = 100
+    equilibration_steps: int = 1000
+    timestep_fs: float = 0.5
+    friction_per_ps: float = 1.0
+    select: int = 16
+    ceiling: Optional[float] = None
+
+    def settings(self, temperature_K: float, seed: int, platform: str) -> SampleSettings:
+        return SampleSettings(temperature_K=float(temperature_K), timestep_fs=self.timestep_fs, frames=self.frames,
+                              every=self.every, equilibration_steps=self.equilibration_steps,
+                              friction_per_ps=self.friction_per_ps, seed=seed, platform=platform)
+
+
+@dataclasses.dataclass
+class LearnConfig:
+    """Settings of ``equiforce learn`` (YAML: these keys at the top level).
+
+    Parameters
+    ----------
+    workdir : everything is written here (``round0/``, ``round1/``, ... and ``learn.json``).
+    structure : PDB (or PDBx) start structure; its CRYST1 box makes the system periodic.
+    forcefield : OpenMM force-field files that sample round 0 (flexible: no constraints). Either this or
+        ``initial_data``.
+    initial_data : already-labelled frames (extxyz, eV, eV/Å) that replace round 0's sampling and labelling.
+    initial : sampling of round 0 (:class:`SamplingPlan`, ``select`` unused: every frame is labelled).
+    sample : sampling of later rounds (:class:`SamplingPlan`).
+    label : keyword arguments of :func:`equiforce.label.label_frames` (``method``, ``workers``, ``charge``, ...).
+    train : :class:`~equiforce.train.TrainConfig` settings shared by the members (not ``data``, ``output_dir``,
+        ``seed``, ``export``, ``init_from``, which the loop sets).
+    committee : number of members; member ``k`` uses seed ``seed + k``.
+    rounds : active rounds after round 0 (the loop stops earlier if ``stop_force_rmse`` is reached).
+    hold_out_every : every ``hold_out_every``-th labelled frame of each round is held out (never trained on).
+    stop_force_rmse : stop when the committee's force RMSE on the held-out frames is at most this (eV/Å).
+    fine_tune : later rounds start each member from its weights of the round before (else from scratch).
+    seed : base seed of sampling and training.
+    platform : OpenMM platform of the sampling runs.
+    export_dtype : precision of the committee file.
+    """
+
+    workdir: str
+    structure: str
+    forcefield: Optional[List[str]] = None
+    initial_data: Optional[str] = None
+    initial: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    sample: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    label: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    train: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    committee: int = 3
+    rounds: int = 3
+    hold_out_every: int = 5
+    stop_force_rmse: Optional[float] = None
+    fine_tune: bool = True
+    seed: int = 0
+    platform: str = "CPU"
+    export_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if (self.forcefield is None) == (self.initial_data is None):
+            raise ValueError("LearnConfig needs exactly one of 'forcefield' (round 0 samples classically) and "
+                             "'initial_data' (round 0 is frames you labelled already)")
+        if self.committee < 1 or self.rounds < 0 or self.hold_out_every < 2:
+            raise ValueError(f"committee must be >= 1, rounds >= 0 and hold_out_every >= 2; got {self.committee}, "
+                             f"{self.rounds}, {self.hold_out_every}")
+        reserved = sorted(set(self.train) & {"data", "output_dir", "seed", "export", "init_from"})
+        if reserved:
+            raise ValueError(f"train: {reserved} are set by the loop; remove them from the config")
+        self.initial_plan = SamplingPlan(**self.initial)
+        self.sample_plan = SamplingPlan(**self.sample)
+        self.label = dict(self.label)
+        self.label.setdefault("method", "gfn2")
+
+    @classmethod
+    def from_yaml(cls, path: str) -> "LearnConfig":
+        """Read a YAML file; relative paths in it are taken relative to the file's folder."""
+        import yaml
+
+        with open(path) as handle:
+            data = yaml.safe_load(handle) or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(data) - known)
+        if extra:
+            raise ValueError(f"{path}: unknown settings {extra}; known settings are {sorted(known)}")
+        here = os.path.dirname(os.path.abspath(path))
+        for key in ("workdir", "structure", "initial_data"):
+            if data.get(key) is not None:
+                data[key] = os.path.join(here, data[key])
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from error
+
+
+class LearningLoop:
+    """The rounds of :class:`LearnConfig`, each step skipped when its result is already on disk."""
+
+    def __init__(self, config: LearnConfig, progress: bool = True, log=print) -> None:
+        self.config = config
+        self.progress = progress
+        self.log = log
+        os.makedirs(config.workdir, exist_ok=True)
+        self.record_path = os.path.join(config.workdir, "learn.json")
+        self.record: Dict[str, Any] = {"config": {k: v for k, v in dataclasses.asdict(config).items()},
+                                       "rounds": []}
+        if os.path.exists(self.record_path):
+            with open(self.record_path) as handle:
+                self.record["rounds"] = json.load(handle).get("rounds", [])
+
+    # ------------------------------------------------------------------------------------------ paths
+    def round_dir(self, r: int) -> str:
+        path = os.path.join(self.config.workdir, f"round{r}")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def training_files(self, r: int) -> List[str]:
+        return [os.path.join(self.round_dir(k), "train.extxyz") for k in range(r + 1)]
+
+    def held_out_files(self, r: int) -> List[str]:
+        return [os.path.join(self.round_dir(k), "heldout.extxyz") for k in range(r + 1)]
+
+    def committee_file(self, r: int) -> str:
+        return os.path.join(self.round_dir(r), "committee.pt")
+
+    # ------------------------------------------------------------------------------------------ steps
+    def sample_candidates(self, r: int) -> List:
+        """Round ``r``'s MD frames (classical in round 0, the round before's committee later)."""
+        plan = self.config.initial_plan if r == 0 else self.config.sample_plan
+        frames = []
+        for t, temperature in enumerate(plan.temperatures_K):
+            output = os.path.join(self.round_dir(r), f"candidates_{float(temperature):g}K.extxyz")
+            settings = plan.settings(temperature, seed=self.config.seed + 1000 * r + t, platform=self.config.platform)
+            if r == 0:
+                sample(self.config.structure, output, settings, forcefield=self.config.forcefield,
+                       progress=self.progress)
+            else:
+                sample(self.config.structure, output, settings, model=self.committee_file(r - 1),
+                       progress=self.progress)
+            frames.extend(read_frames(output))
+        return frames
+
+    def frames_to_label(self, r: int) -> str:
+        """Write round ``r``'s frames for the reference method (all of round 0's; the most disputed later)."""
+        path = os.path.join(self.round_dir(r), "to_label.extxyz")
+        if os.path.exists(path):
+            return path
+        candidates = self.sample_candidates(r)
+        summary: Dict[str, Any] = {"candidates": len(candidates)}
+        if r > 0:
+            from ..committee import force_disagreement
+
+            spread = force_disagreement(self.committee_file(r - 1), candidates)
+            candidates, summary = select_by_disagreement(candidates, spread, self.config.sample_plan.select,
+                                                         self.config.sample_plan.ceiling)
+        for atoms in candidates:
+            atoms.info[ROUND_KEY] = r
+        _write_json(os.path.join(self.round_dir(r), "selection.json"), summary)
+        write_frames(path, candidates)
+        return path
+
+    def labelled(self, r: int) -> None:
+        """Label round ``r`` and split it into ``train.extxyz`` and ``heldout.extxyz``."""
+        directory = self.round_dir(r)
+        train_path, held_path = os.path.join(directory, "train.extxyz"), os.path.join(directory, "heldout.extxyz")
+        if os.path.exists(train_path) and os.path.exists(held_path):
+            return
+        labelled_path = os.path.join(directory, "labelled.extxyz")
+        if r == 0 and self.config.initial_data is not None:
+            frames = read_frames(self.config.initial_data)
+        else:
+            from ..label import label_frames
+
+            label_frames(self.frames_to_label(r), labelled_path, progress=self.progress, **self.config.label)
+            frames = read_frames(labelled_path)
+        if not frames:
+            raise RuntimeError(f"round {r}: no labelled frames (see {labelled_path} and its failures file)")
+        every = self.config.hold_out_every
+        held = [a for k, a in enumerate(frames) if k % every == every - 1]
+        kept = [a for k, a in enumerate(frames) if k % every != every - 1]
+        write_frames(held_path, held)
+        write_frames(train_path, kept)
+
+    def trained(self, r: int) -> Dict[str, Any]:
+        """Train the members of round ``r`` and write its committee file; returns the members' metrics."""
+        from ..committee import export_committee
+        from ..train import TrainConfig, train
+
+        members = []
+        for k in range(self.config.committee):
+            output_dir = os.path.join(self.round_dir(r), f"member{k}")
+            settings = dict(self.config.train)
+            # No per-member export: the committee file is the round's model (``equiforce export
+            # member{k}/best.ckpt`` writes one member alone, e.g. for cheaper production MD).
+            settings.update(data=self.training_files(r), output_dir=output_dir, seed=self.config.seed + k,
+                            export=None, progress=self.progress)
+            if r > 0 and self.config.fine_tune:
+                settings["init_from"] = os.path.join(self.round_dir(r - 1), f"member{k}", "best.ckpt")
+                settings["model"] = {key: value for key, value in settings.get("model", {}).items()
+                                     if key in ("repulsion_radii", "repulsion_strength")}
+            metrics_path = os.path.join(output_dir, "metrics.json")
+            if os.path.exists(metrics_path):
+                with open(metrics_path) as handle:
+                    metrics = json.load(handle)
+            else:
+                self.log(f"round {r}: training member {k + 1}/{self.config.committee}")
+                metrics = train(TrainConfig.from_dict(settings))
+            members.append({"validation": metrics.get("validation"), "epochs": metrics.get("epochs")})
+        committee = self.committee_file(r)
+        if not os.path.exists(committee):
+            export_committee([os.path.join(self.round_dir(r), f"member{k}", "best.ckpt")
+                              for k in range(self.config.committee)], committee, dtype=self.config.export_dtype)
+        return {"members": members}
+
+    def evaluated(self, r: int) -> Dict[str, Any]:
+        """The committee's errors and spread on every held-out frame so far."""
+        from ..committee import force_disagreement
+        from ..evaluate import evaluate_model
+
+        files = [f for f in self.held_out_files(r) if read_frames(f)]
+        errors = evaluate_model(self.committee_file(r), files)
+        held = [a for f in files for a in read_frames(f)]
+        spread = force_disagreement(self.committee_file(r), held)
+        return {"held_out_frames": len(held), "errors": errors,
+                "held_out_spread_eV_per_A": {"median": float(_median(spread)), "max": float(max(spread))}}
+
+    # ------------------------------------------------------------------------------------------ loop
+    def run(self) -> Dict[str, Any]:
+        """Run (or continue) the rounds; returns the record also written to ``workdir/learn.json``."""
+        config = self.config
+        for r in range(config.rounds + 1):
+            if r < len(self.record["rounds"]) and self.record["rounds"][r].get("done"):
+                entry = self.record["rounds"][r]
+            else:
+                self.labelled(r)
+                entry = {"round": r, **self.trained(r), **self.evaluated(r), "done": True,
+                         "training_frames": sum(len(read_frames(f)) for f in self.training_files(r))}
+                selection = os.path.join(self.round_dir(r), "selection.json")
+                if os.path.exists(selection):
+                    with open(selection) as handle:
+                        entry["selection"] = json.load(handle)
+                self.record["rounds"] = self.record["rounds"][:r] + [entry]
+                _write_json(self.record_path, self.record)
+            rmse = entry["errors"]["force_rmse"] / 1000.0  # meV/Å -> eV/Å
+            self.log(f"round {r}: {entry['training_frames']} training frames; held-out force RMSE {rmse:.4f} eV/Å, "
+                     f"energy RMSE {entry['errors']['energy_rmse']:.2f} meV/atom; committee spread median "
+                     f"{entry['held_out_spread_eV_per_A']['median']:.4f} eV/Å")
+            if config.stop_force_rmse is not None and rmse <= config.stop_force_rmse:
+                self.record["stopped"] = f"held-out force RMSE {rmse:.4f} <= {config.stop_force_rmse} eV/Å after round {r}"
+                break
+        else:
+            self.record["stopped"] = f"all {config.rounds} active rounds done"
+        self.record["model"] = self.committee_file(len(self.record["rounds"]) - 1)
+        _write_json(self.record_path, self.record)
+        self.log(f"{self.record['stopped']}; committee file {self.record['model']}")
+        return self.record
+
+
+def learn(config: LearnConfig, progress: bool = True) -> Dict[str, Any]:
+    """Run :class:`LearningLoop` for ``config``."""
+    return LearningLoop(config, progress=progress).run()
+
+
+def _median(values) -> float:
+    import numpy as np
+
+    return float(np.median(np.asarray(values)))
+
+
+def _write_json(path: str, data: Dict) -> None:
+    with open(path + ".tmp", "w") as handle:
+        json.dump(data, handle, indent=1, default=str)
+    os.replace(path + ".tmp", path)
