@@ -77,3 +77,12 @@ def test_config_errors_name_the_setting(tmp_path):
         path = tmp_path / "bad.yaml"
         path.write_text(yaml.safe_dump({"workdir": "w", "structure": "s.pdb", "forcefield": ["x.xml"], "roundz": 2}))
         LearnConfig.from_yaml(str(path))
+
+
+@pytest.mark.parametrize("recipe", ["water", "nacl"])
+def test_recipe_configs_are_valid(recipe):
+    """The shipped loop configs read, and point at start structures that exist."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    config = LearnConfig.from_yaml(os.path.join(root, "recipes", recipe, "learn.yaml"))
+    assert os.path.exists(config.structure) and config.forcefield == ["amber14/tip3pfb.xml"]
+    assert config.sample_plan.select > 0 and config.committee >= 2

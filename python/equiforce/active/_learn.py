@@ -16,6 +16,8 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+import openmm
+
 from ._frames import read_frames, write_frames
 from ._sample import SampleSettings, sample
 from ._select import select_by_disagreement
@@ -162,12 +164,18 @@ class LearningLoop:
         for t, temperature in enumerate(plan.temperatures_K):
             output = os.path.join(self.round_dir(r), f"candidates_{float(temperature):g}K.extxyz")
             settings = plan.settings(temperature, seed=self.config.seed + 1000 * r + t, platform=self.config.platform)
-            if r == 0:
-                sample(self.config.structure, output, settings, forcefield=self.config.forcefield,
-                       progress=self.progress)
-            else:
-                sample(self.config.structure, output, settings, model=self.committee_file(r - 1),
-                       progress=self.progress)
+            source = {"forcefield": self.config.forcefield} if r == 0 else {"model": self.committee_file(r - 1)}
+            try:
+                sample(self.config.structure, output, settings, progress=self.progress, **source)
+            except (RuntimeError, openmm.OpenMMException) as error:
+                # A young model's MD may fail: the frames before the failure are kept, and are the ones it
+                # most needs labels for (frames far beyond it are passed over by the selection's ceiling).
+                if r == 0:
+                    raise
+                self.log(f"round {r}: sampling at {float(temperature):g} K stopped early ({error}); "
+                         f"{len(read_frames(output))} candidate frames kept")
+                self.failed_runs.append({"temperature_K": float(temperature), "error": str(error)[:500],
+                                         "frames_kept": len(read_frames(output))})
             frames.extend(read_frames(output))
         return frames
 
@@ -176,6 +184,7 @@ class LearningLoop:
         path = os.path.join(self.round_dir(r), "to_label.extxyz")
         if os.path.exists(path):
             return path
+        self.failed_runs: List[Dict[str, Any]] = []
         candidates = self.sample_candidates(r)
         summary: Dict[str, Any] = {"candidates": len(candidates)}
         if r > 0:
@@ -184,6 +193,8 @@ class LearningLoop:
             spread = force_disagreement(self.committee_file(r - 1), candidates)
             candidates, summary = select_by_disagreement(candidates, spread, self.config.sample_plan.select,
                                                          self.config.sample_plan.ceiling)
+        if self.failed_runs:
+            summary["sampling_stopped_early"] = self.failed_runs
         for atoms in candidates:
             atoms.info[ROUND_KEY] = r
         _write_json(os.path.join(self.round_dir(r), "selection.json"), summary)
