@@ -16,7 +16,7 @@ from ..export import architecture, load_model
 from ..export._metadata import DTYPES, OWN_ARCHITECTURE
 from ..nn import (EquivariantPotential, ModelConfig, copy_radial_tables, copy_self_interaction_matrices,
                   set_fused_convolution)
-from ..openmm import create_force, species_for_atoms
+from ..openmm import create_force, create_pythonforce, species_for_atoms
 from ..systems import classical_water_system, water_box
 from ..units import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV
 from ._machine import describe_machine, file_sha256
@@ -36,6 +36,31 @@ PEER_METHODS = ["nequip-openmmml", "nequip-openmmml-eval"]
 #: (``equiforce import``) has none, so they are left out for it.
 EAGER_METHODS = ["bare-eager", "pythonforce"]
 NEQUIP_PEER_MODEL = os.path.join("runs", "peers", "nequip", "water.nequip.zip")
+#: Opt-in: the same weights compiled by torch.export + AOTInductor, run through ``openmm.PythonForce``
+#: (:func:`equiforce.openmm.create_pythonforce`); compiled once per model and dtype into ``AOTI_CACHE``.
+AOTI_METHODS = ["aoti-pythonforce"]
+AOTI_CACHE = os.path.join("runs", "bench", "aoti")
+
+
+def aoti_package(model_file: str, dtype_name: str, cache: str = AOTI_CACHE, threads: Optional[int] = None) -> str:
+    """The AOTInductor package of ``model_file``'s weights in ``dtype_name``, with the native code paths of
+    :func:`equiforce.export.export_aoti`'s defaults: compiled into ``cache`` (named by the file's SHA-256) the
+    first time, reused after (a package whose own metadata says otherwise is rebuilt). ``threads``: the CPU
+    threads compiled into it (default: torch's now)."""
+    from ..export import aoti_from_torchscript, read_aoti_metadata
+
+    threads = int(threads) if threads else torch.get_num_threads()
+    path = os.path.join(cache, f"{file_sha256(model_file)[:16]}-{dtype_name}-{threads}threads.pt2")
+    if os.path.exists(path):
+        try:
+            metadata = read_aoti_metadata(path)
+            if (metadata["dtype"] == dtype_name and metadata["fused_convolution"] and metadata["radial_table"]
+                    and metadata["aoti"].get("threads") == threads):
+                return path
+        except ValueError:  # damaged or from another equiforce: compile again
+            pass
+    aoti_from_torchscript(model_file, path, dtype=dtype_name, threads=threads)
+    return path
 
 
 class WaterCase:
@@ -225,9 +250,9 @@ def run_speed(
     model_file = model_file or benchmark_model(os.path.join("runs", "bench", "untrained-water.pt"))
     methods = methods or METHODS
     dtypes = dtypes or ["float32", "float64"]
-    unknown = sorted(set(methods) - set(METHODS) - set(PEER_METHODS))
+    unknown = sorted(set(methods) - set(METHODS) - set(PEER_METHODS) - set(AOTI_METHODS))
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; known: {METHODS + PEER_METHODS}")
+        raise ValueError(f"unknown methods {unknown}; known: {METHODS + PEER_METHODS + AOTI_METHODS}")
     with torch_threads(threads):
         return _run_speed(molecules, model_file, methods, dtypes, platform, warmup_steps, block_steps, blocks, out,
                           progress, threads, max_block_seconds, max_warmup_seconds)
@@ -239,7 +264,7 @@ def _run_speed(molecules: List[int], model_file: str, methods: List[str], dtypes
     from tqdm import tqdm
 
     module, metadata = load_model(model_file)
-    skipped = [m for m in methods if m in EAGER_METHODS and architecture(metadata) != OWN_ARCHITECTURE]
+    skipped = [m for m in methods if m in EAGER_METHODS + AOTI_METHODS and architecture(metadata) != OWN_ARCHITECTURE]
     if skipped:
         print(f"{model_file} holds an imported {architecture(metadata)} network: skipping {skipped} (they rebuild "
               "equiforce's own eager network)")
@@ -294,7 +319,7 @@ def _previous_run(out: Optional[str], settings: Dict) -> List[Dict]:
 def make_step(method: str, dtype_name: str, module: torch.jit.ScriptModule, metadata: dict, model_file: str,
               case: WaterCase, platform: str = "CPU", threads: Optional[int] = None) -> Callable[[int], None]:
     """The benchmark's step function ``step(n)`` (n MD steps, or n forward + backward passes for ``bare-*``) of
-    ``method`` (one of ``METHODS`` or ``PEER_METHODS``) on ``case``, in precision ``dtype_name``.
+    ``method`` (one of ``METHODS``, ``PEER_METHODS`` or ``AOTI_METHODS``) on ``case``, in precision ``dtype_name``.
 
     ``module``, ``metadata``: the exported model as :func:`equiforce.export.load_model` returns them (left as
     it is: the methods that need the file load it again from ``model_file``), so that several steps can
@@ -313,6 +338,12 @@ def make_step(method: str, dtype_name: str, module: torch.jit.ScriptModule, meta
     if method == "pythonforce":
         eager = eager_copy(module, metadata).to(device=device, dtype=dtype)
         return _context_step(_pythonforce_system(eager, case, dtype, device), case, platform, threads)
+    if method == "aoti-pythonforce":
+        if device.type != "cpu":
+            raise ValueError("aoti-pythonforce packages are compiled for the CPU; run it with platform CPU")
+        system = case.masses_system()
+        system.addForce(create_pythonforce(aoti_package(model_file, dtype_name, threads=threads), case.topology))
+        return _context_step(system, case, platform, threads)
     if method == "ase":
         return _ase_step(model_file, case, dtype_name, device)
     if method in PEER_METHODS:

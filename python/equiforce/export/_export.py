@@ -90,6 +90,10 @@ def load_model(path: str, device: str = "cpu") -> Tuple[torch.jit.ScriptModule, 
     The metadata is checked before the model is deserialised, and the module is checked against it.
     """
     metadata = read_metadata(path)
+    if metadata.get("format", "torchscript") != "torchscript":
+        raise ModelFileError(
+            f"{path} is an AOTInductor package (format {metadata['format']!r}), not a TorchScript file: run it with "
+            f"MLPotential('equiforce', modelPath=...) or equiforce.openmm.create_pythonforce (docs/aoti.md)")
     module = torch.jit.load(path, map_location=device).eval()
     expected = DTYPES[metadata["dtype"]]
     actual = model_dtype(module)

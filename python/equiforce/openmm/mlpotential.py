@@ -1,6 +1,9 @@
 """openmm-ml integration: ``MLPotential("equiforce", modelPath=FILE)`` and the shipped models, e.g.
 ``MLPotential("equiforce-water-gfn2")``.
 
+The file's format picks the force: a TorchScript file (``equiforce export``) becomes an
+``openmmtorch.TorchForce``, an AOTInductor package (``equiforce export --format aoti``) an ``openmm.PythonForce``.
+
 Registered through the ``openmmml.potentials`` entry points (see setup.py).
 """
 from typing import Iterable, Optional
@@ -9,12 +12,15 @@ import openmm
 import openmm.app
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
+from ..export import AOTI_FORMAT, file_format, read_metadata
 from ..pretrained import shipped_model_path
 from ._force import create_force
+from ._pythonforce import create_pythonforce
 
 
 class EquiforcePotentialImpl(MLPotentialImpl):
-    """Adds the TorchForce of an exported equiforce model to a System."""
+    """Adds the force of an exported equiforce model to a System: a TorchForce for a TorchScript file, a
+    PythonForce for an AOTInductor package."""
 
     def __init__(self, name: str, model_path: str) -> None:
         self.name = name
@@ -30,9 +36,15 @@ class EquiforcePotentialImpl(MLPotentialImpl):
         cudaGraphs: bool = False,
         **args,
     ) -> None:
-        force = create_force(
-            self.model_path, topology, atoms=atoms, precision=precision, cuda_graphs=cudaGraphs, force_group=forceGroup
-        )
+        if file_format(read_metadata(self.model_path)) == AOTI_FORMAT:
+            if cudaGraphs:
+                raise ValueError(f"{self.model_path} is an AOTInductor package run through openmm.PythonForce, which "
+                                 "has no CUDA graphs; use cudaGraphs=False or the TorchScript file")
+            force = create_pythonforce(self.model_path, topology, atoms=atoms, precision=precision,
+                                       force_group=forceGroup)
+        else:
+            force = create_force(self.model_path, topology, atoms=atoms, precision=precision, cuda_graphs=cudaGraphs,
+                                 force_group=forceGroup)
         system.addForce(force)
 
     def getMLLongRange(self) -> bool:
