@@ -93,3 +93,41 @@ def test_selection_takes_the_largest_spreads_below_the_ceiling():
     assert frames[1].info == {}  # the candidates themselves are left as they were
     with pytest.raises(ValueError, match="one disagreement per frame"):
         select_by_disagreement(frames, spread[:3], 1)
+
+
+def test_committee_spread_is_recorded_and_stops_the_run(tmp_path):
+    """With a committee, each frame carries its force spread; past stop_spread the run ends and stays ended."""
+    import torch
+    from openmm import app, unit
+
+    from equiforce.committee import export_committee, force_disagreement
+    from equiforce.nn import EquivariantPotential, ModelConfig
+    from equiforce.systems import water_box
+
+    topology, positions = water_box(4, 1.0, seed=1)
+    topology.setPeriodicBoxVectors(None)
+    start = str(tmp_path / "cluster.pdb")
+    with open(start, "w") as handle:
+        app.PDBFile.writeFile(topology, positions * unit.nanometer, handle)
+    members = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        members.append(EquivariantPotential(ModelConfig(elements=["H", "O"], cutoff=3.0, num_features=4,
+                                                        num_layers=1, num_basis=4, radial_hidden=8)))
+    committee = str(tmp_path / "committee.pt")
+    export_committee(members, committee, dtype="float64")
+    out = str(tmp_path / "c.extxyz")
+    settings = SampleSettings(frames=5, every=5, equilibration_steps=0, platform="Reference", temperature_K=50.0)
+    # Driven by the classical force field, judged by the committee: random members disagree at once.
+    record = sample(start, out, settings, forcefield=["amber14/tip3pfb.xml"], committee=committee,
+                    stop_spread=1e-6, progress=False)
+    frames = read_frames(out)
+    assert len(frames) == 1 and record["frames_written"] == 1 and "above 1e-06" in record["stopped"]
+    spread = frames[0].info["committee_force_std"]
+    assert spread > 1e-6
+    assert spread == pytest.approx(float(force_disagreement(committee, frames)[0]), rel=1e-6)
+    again = sample(start, out, settings, forcefield=["amber14/tip3pfb.xml"], committee=committee,
+                   stop_spread=1e-6, progress=False)
+    assert again["stopped"] == record["stopped"] and len(read_frames(out)) == 1
+    with pytest.raises(ValueError, match="needs a committee"):
+        sample(start, str(tmp_path / "d.extxyz"), settings, forcefield=["amber14/tip3pfb.xml"], stop_spread=1.0)

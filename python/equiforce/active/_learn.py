@@ -71,6 +71,11 @@ class LearnConfig:
     seed : base seed of sampling and training.
     platform : OpenMM platform of the sampling runs.
     export_dtype : precision of the committee file.
+    wall_margin, wall_strength : each round's committee gets the short-range wall of ``equiforce export
+        --repulsion-from`` (:class:`~equiforce.nn.PairRepulsion`): onsets at the shortest distance of each element
+        pair in the frames trained on so far minus ``wall_margin`` (Å), strength ``wall_strength`` (eV); zero on
+        every training frame, it keeps a young model's MD from pulling atoms together where it has no data.
+        ``wall_margin: null`` exports no wall.
     """
 
     workdir: str
@@ -89,6 +94,8 @@ class LearnConfig:
     seed: int = 0
     platform: str = "CPU"
     export_dtype: str = "float32"
+    wall_margin: Optional[float] = 0.03
+    wall_strength: float = 500.0
 
     def __post_init__(self) -> None:
         if (self.forcefield is None) == (self.initial_data is None):
@@ -164,7 +171,9 @@ class LearningLoop:
         for t, temperature in enumerate(plan.temperatures_K):
             output = os.path.join(self.round_dir(r), f"candidates_{float(temperature):g}K.extxyz")
             settings = plan.settings(temperature, seed=self.config.seed + 1000 * r + t, platform=self.config.platform)
-            source = {"forcefield": self.config.forcefield} if r == 0 else {"model": self.committee_file(r - 1)}
+            source = ({"forcefield": self.config.forcefield} if r == 0 else
+                      {"model": self.committee_file(r - 1), "committee": self.committee_file(r - 1),
+                       "stop_spread": plan.ceiling})
             try:
                 sample(self.config.structure, output, settings, progress=self.progress, **source)
             except (RuntimeError, openmm.OpenMMException) as error:
@@ -193,6 +202,12 @@ class LearningLoop:
             spread = force_disagreement(self.committee_file(r - 1), candidates)
             candidates, summary = select_by_disagreement(candidates, spread, self.config.sample_plan.select,
                                                          self.config.sample_plan.ceiling)
+            if not candidates:
+                raise RuntimeError(
+                    f"round {r}: none of the {summary['candidates']} candidate frames has a committee force spread "
+                    f"below the ceiling {self.config.sample_plan.ceiling} eV/Å (median "
+                    f"{summary['candidate_spread_eV_per_A']['median']:.3g}): the round's MD left the data at once. "
+                    f"Sample at lower temperatures or with more round-0 frames (see {self.round_dir(r)})")
         if self.failed_runs:
             summary["sampling_stopped_early"] = self.failed_runs
         for atoms in candidates:
@@ -249,10 +264,25 @@ class LearningLoop:
                 metrics = train(TrainConfig.from_dict(settings))
             members.append({"validation": metrics.get("validation"), "epochs": metrics.get("epochs")})
         committee = self.committee_file(r)
+        overrides = self.wall(r)
         if not os.path.exists(committee):
-            export_committee([os.path.join(self.round_dir(r), f"member{k}", "best.ckpt")
+            from ..checkpoint import model_from_checkpoint
+
+            export_committee([model_from_checkpoint(os.path.join(self.round_dir(r), f"member{k}", "best.ckpt"),
+                                                    config_overrides=overrides)
                               for k in range(self.config.committee)], committee, dtype=self.config.export_dtype)
-        return {"members": members}
+        return {"members": members, "wall": overrides}
+
+    def wall(self, r: int) -> Optional[Dict[str, Any]]:
+        """The short-range wall of round ``r``'s committee (ModelConfig overrides), or None."""
+        if self.config.wall_margin is None:
+            return None
+        from ..data import read_structures
+        from ..nn import repulsion_radii_from_structures
+
+        structures = read_structures([f for f in self.training_files(r) if read_frames(f)])
+        return {"repulsion_radii": repulsion_radii_from_structures(structures, self.config.wall_margin),
+                "repulsion_strength": self.config.wall_strength}
 
     def evaluated(self, r: int) -> Dict[str, Any]:
         """The committee's errors and spread on every held-out frame so far."""

@@ -93,8 +93,14 @@ def _source(model: Optional[str], forcefield: Optional[Sequence[str]]) -> Dict[s
 
 
 def sample(structure: str, output: str, settings: SampleSettings, model: Optional[str] = None,
-           forcefield: Optional[Sequence[str]] = None, progress: bool = True) -> Dict[str, object]:
+           forcefield: Optional[Sequence[str]] = None, progress: bool = True, committee: Optional[str] = None,
+           stop_spread: Optional[float] = None) -> Dict[str, object]:
     """Run Langevin NVT from ``structure`` and append ``settings.frames`` frames (Å, no labels) to ``output``.
+
+    With a ``committee`` file, each frame also gets the committee's largest per-atom force spread (eV/Å) in
+    ``info["committee_force_std"]``, and with ``stop_spread`` (eV/Å) the run stops after the first frame whose
+    spread exceeds it: the MD has left what the models know, and what follows would be further from the data
+    still (the record says where it stopped; a rerun does not continue it).
 
     A checkpoint (``output + ".chk"``) and a record of the settings (``output + ".sample.json"``) are written
     with every frame; a rerun with the same arguments continues after the last frame written, and a rerun with
@@ -112,6 +118,11 @@ def sample(structure: str, output: str, settings: SampleSettings, model: Optiona
     record_path, checkpoint_path = output + ".sample.json", output + ".chk"
     record = {"structure": os.path.abspath(structure), "structure_sha256": file_sha256(structure),
               "settings": dataclasses.asdict(settings), **_source(model, forcefield), "frames_written": 0}
+    if committee is not None:
+        record.update(committee=os.path.abspath(committee), committee_sha256=file_sha256(committee),
+                      stop_spread=stop_spread)
+    elif stop_spread is not None:
+        raise ValueError("stop_spread needs a committee file to measure the spread with")
     system = model_system(topology, model) if model is not None else classical_system(topology, forcefield)
     integrator = openmm.LangevinMiddleIntegrator(settings.temperature_K * unit.kelvin,
                                                  settings.friction_per_ps / unit.picosecond,
@@ -119,6 +130,8 @@ def sample(structure: str, output: str, settings: SampleSettings, model: Optiona
     integrator.setRandomNumberSeed(settings.seed)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(settings.platform))
     done = _resume(record, record_path, checkpoint_path, output, context)
+    if done is not None and record.get("stopped"):
+        return record
     if done is None:
         context.setPositions(pdb.positions)
         if settings.minimise if settings.minimise is not None else model is None:
@@ -146,13 +159,24 @@ def sample(structure: str, output: str, settings: SampleSettings, model: Optiona
         step = settings.equilibration_steps + (k + 1) * settings.every
         atoms.info.update({"sample_step": step, "sample_time_ps": step * settings.timestep_fs / 1000.0,
                            "sample_temperature_K": settings.temperature_K, "sample_seed": settings.seed})
+        spread = None
+        if committee is not None:
+            from ..committee import force_disagreement
+
+            spread = float(force_disagreement(committee, [atoms])[0])
+            atoms.info["committee_force_std"] = spread
         append_frame(output, atoms)
         with open(checkpoint_path + ".tmp", "wb") as handle:
             handle.write(context.createCheckpoint())
         os.replace(checkpoint_path + ".tmp", checkpoint_path)
         record["frames_written"] = k + 1
+        if stop_spread is not None and spread is not None and not spread <= stop_spread:
+            record["stopped"] = (f"frame {k} (step {step}): committee force spread {spread:.3g} eV/Å above "
+                                 f"{stop_spread:g}")
         _write_json(record_path, record)
         bar.update(1)
+        if record.get("stopped"):
+            break
     bar.close()
     record["mean_temperature_K"] = float(np.mean(temperatures)) if temperatures else None
     return record
@@ -164,11 +188,12 @@ def _resume(record: Dict, record_path: str, checkpoint_path: str, output: str, c
         return None
     with open(record_path) as handle:
         earlier = json.load(handle)
-    same = {k: v for k, v in earlier.items() if k != "frames_written"} == \
-        {k: v for k, v in record.items() if k != "frames_written"}
+    progress_keys = ("frames_written", "stopped")
+    same = {k: v for k, v in earlier.items() if k not in progress_keys} == \
+        {k: v for k, v in record.items() if k not in progress_keys}
     if not same:
         differing = sorted(k for k in set(earlier) | set(record)
-                           if k != "frames_written" and earlier.get(k) != record.get(k))
+                           if k not in progress_keys and earlier.get(k) != record.get(k))
         raise ValueError(f"{output} was sampled with other settings ({', '.join(differing)} differ; see "
                          f"{record_path}): move it away or choose another output")
     done = int(earlier["frames_written"])
@@ -178,6 +203,8 @@ def _resume(record: Dict, record_path: str, checkpoint_path: str, output: str, c
         context.loadCheckpoint(handle.read())
     keep_frames(output, done)
     record["frames_written"] = done
+    if earlier.get("stopped"):
+        record["stopped"] = earlier["stopped"]
     return done
 
 
