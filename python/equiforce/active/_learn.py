@@ -173,7 +173,7 @@ class LearningLoop:
             settings = plan.settings(temperature, seed=self.config.seed + 1000 * r + t, platform=self.config.platform)
             source = ({"forcefield": self.config.forcefield} if r == 0 else
                       {"model": self.committee_file(r - 1), "committee": self.committee_file(r - 1),
-                       "stop_spread": plan.ceiling})
+                       "stop_spread": plan.ceiling, "start_frame": self.start_frame(temperature)})
             try:
                 sample(self.config.structure, output, settings, progress=self.progress, **source)
             except (RuntimeError, openmm.OpenMMException) as error:
@@ -187,6 +187,15 @@ class LearningLoop:
                                          "frames_kept": len(read_frames(output))})
             frames.extend(read_frames(output))
         return frames
+
+    def start_frame(self, temperature_K: float) -> str:
+        """The round-0 candidates file closest in temperature: its last frame starts a later round's MD (a
+        liquid configuration inside the data, equilibrated classically)."""
+        temperatures = self.config.initial_plan.temperatures_K
+        nearest = min(temperatures, key=lambda t: abs(float(t) - float(temperature_K)))
+        if self.config.initial_data is not None:
+            return self.config.initial_data
+        return os.path.join(self.round_dir(0), f"candidates_{float(nearest):g}K.extxyz")
 
     def frames_to_label(self, r: int) -> str:
         """Write round ``r``'s frames for the reference method (all of round 0's; the most disputed later)."""
@@ -280,8 +289,13 @@ class LearningLoop:
         from ..data import read_structures
         from ..nn import repulsion_radii_from_structures
 
+        from ..checkpoint import load_checkpoint
+
+        cutoff = float(load_checkpoint(os.path.join(self.round_dir(r), "member0", "best.ckpt"))["config"]["cutoff"])
         structures = read_structures([f for f in self.training_files(r) if read_frames(f)])
-        return {"repulsion_radii": repulsion_radii_from_structures(structures, self.config.wall_margin),
+        radii = repulsion_radii_from_structures(structures, self.config.wall_margin)
+        # A pair never seen closer than the cutoff gets no wall: the model cannot tell it from a far pair anyway.
+        return {"repulsion_radii": {pair: radius for pair, radius in radii.items() if radius < cutoff},
                 "repulsion_strength": self.config.wall_strength}
 
     def evaluated(self, r: int) -> Dict[str, Any]:

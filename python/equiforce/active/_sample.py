@@ -94,13 +94,17 @@ def _source(model: Optional[str], forcefield: Optional[Sequence[str]]) -> Dict[s
 
 def sample(structure: str, output: str, settings: SampleSettings, model: Optional[str] = None,
            forcefield: Optional[Sequence[str]] = None, progress: bool = True, committee: Optional[str] = None,
-           stop_spread: Optional[float] = None) -> Dict[str, object]:
+           stop_spread: Optional[float] = None, start_frame: Optional[str] = None) -> Dict[str, object]:
     """Run Langevin NVT from ``structure`` and append ``settings.frames`` frames (Å, no labels) to ``output``.
 
     With a ``committee`` file, each frame also gets the committee's largest per-atom force spread (eV/Å) in
     ``info["committee_force_std"]``, and with ``stop_spread`` (eV/Å) the run stops after the first frame whose
     spread exceeds it: the MD has left what the models know, and what follows would be further from the data
     still (the record says where it stopped; a rerun does not continue it).
+
+    ``start_frame``: an extxyz file whose last frame (Å, same atoms in the same order) replaces the structure's
+    positions, e.g. a liquid frame of the training data: a model should start inside its data, not from a built
+    structure that only a classical force field's minimiser can repair.
 
     A checkpoint (``output + ".chk"``) and a record of the settings (``output + ".sample.json"``) are written
     with every frame; a rerun with the same arguments continues after the last frame written, and a rerun with
@@ -118,6 +122,8 @@ def sample(structure: str, output: str, settings: SampleSettings, model: Optiona
     record_path, checkpoint_path = output + ".sample.json", output + ".chk"
     record = {"structure": os.path.abspath(structure), "structure_sha256": file_sha256(structure),
               "settings": dataclasses.asdict(settings), **_source(model, forcefield), "frames_written": 0}
+    if start_frame is not None:
+        record.update(start_frame=os.path.abspath(start_frame), start_frame_sha256=file_sha256(start_frame))
     if committee is not None:
         record.update(committee=os.path.abspath(committee), committee_sha256=file_sha256(committee),
                       stop_spread=stop_spread)
@@ -133,7 +139,7 @@ def sample(structure: str, output: str, settings: SampleSettings, model: Optiona
     if done is not None and record.get("stopped"):
         return record
     if done is None:
-        context.setPositions(pdb.positions)
+        context.setPositions(pdb.positions if start_frame is None else _last_positions(start_frame, symbols))
         if settings.minimise if settings.minimise is not None else model is None:
             openmm.LocalEnergyMinimizer.minimize(context, 10.0, 1000)
         context.setVelocitiesToTemperature(settings.temperature_K * unit.kelvin, settings.seed)
@@ -212,3 +218,14 @@ def _write_json(path: str, data: Dict) -> None:
     with open(path + ".tmp", "w") as handle:
         json.dump(data, handle, indent=1)
     os.replace(path + ".tmp", path)
+
+
+def _last_positions(path: str, symbols: List[str]):
+    """The last frame of ``path`` as OpenMM positions, checked against the topology's elements."""
+    import ase.io
+
+    atoms = ase.io.read(path, index=-1)
+    if atoms.get_chemical_symbols() != symbols:
+        raise ValueError(f"the last frame of {path} ({len(atoms)} atoms) does not hold the start structure's "
+                         f"{len(symbols)} atoms in the same order")
+    return atoms.positions * unit.angstrom
