@@ -270,7 +270,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                               every=args.every, equilibration_steps=args.equilibration_steps, seed=args.seed,
                               platform=args.platform)
     record = sample(args.structure, args.output, settings, model=args.model, forcefield=args.forcefield,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, committee=args.committee, stop_spread=args.stop_spread,
+                    start_frame=args.start_frame)
+    if record.get("stopped"):
+        print(f"stopped early at {record['stopped']}")
     if args.committee:
         from .active import select_by_disagreement
         from .active._frames import read_frames, write_frames
@@ -488,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "force spread exceeds this (eV/Å)")
     sampler.add_argument("--selected", default=None, help="with --committee: file of the kept frames (default "
                          "OUTPUT's name + .selected.extxyz)")
+    sampler.add_argument("--stop-spread", type=float, default=None, help="with --committee: stop after the first "
+                         "frame whose force spread exceeds this (eV/Å)")
+    sampler.add_argument("--start-frame", default=None, help="extxyz whose last frame gives the start positions "
+                         "(same atoms as STRUCTURE), e.g. a liquid frame of the training data")
     sampler.add_argument("--no-progress", action="store_true")
     sampler.set_defaults(run=_cmd_sample)
     learner = sub.add_parser("learn", help="rounds of sample -> label (GFN2-xTB) -> train a committee, from a YAML "
