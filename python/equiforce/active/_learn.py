@@ -76,6 +76,8 @@ class LearnConfig:
         pair in the frames trained on so far minus ``wall_margin`` (Å), strength ``wall_strength`` (eV); zero on
         every training frame, it keeps a young model's MD from pulling atoms together where it has no data.
         ``wall_margin: null`` exports no wall.
+    fine_tune_epochs : ``max_epochs`` of the members in rounds after the first when ``fine_tune`` (they start
+        from trained weights); default ``train["max_epochs"]``.
     """
 
     workdir: str
@@ -96,6 +98,7 @@ class LearnConfig:
     export_dtype: str = "float32"
     wall_margin: Optional[float] = 0.03
     wall_strength: float = 500.0
+    fine_tune_epochs: Optional[int] = None
 
     def __post_init__(self) -> None:
         if (self.forcefield is None) == (self.initial_data is None):
@@ -262,6 +265,8 @@ class LearningLoop:
                             export=None, progress=self.progress)
             if r > 0 and self.config.fine_tune:
                 settings["init_from"] = os.path.join(self.round_dir(r - 1), f"member{k}", "best.ckpt")
+                if self.config.fine_tune_epochs is not None:
+                    settings["max_epochs"] = self.config.fine_tune_epochs
                 settings["model"] = {key: value for key, value in settings.get("model", {}).items()
                                      if key in ("repulsion_radii", "repulsion_strength")}
             metrics_path = os.path.join(output_dir, "metrics.json")
