@@ -147,6 +147,10 @@ def sample(structure: str, output: str, settings: SampleSettings, model: Optiona
         done = 0
         if os.path.exists(output):
             os.remove(output)
+    if committee is not None:
+        from ..committee import CommitteeEvaluator, force_disagreement
+
+        judge = CommitteeEvaluator(committee)  # loaded once, not per frame
     n_dof = 3 * system.getNumParticles() - system.getNumConstraints() - 3
     temperatures = []
     bar = tqdm(total=settings.frames, initial=done, desc=f"sample {os.path.basename(output)}", unit="frame",
@@ -167,9 +171,7 @@ def sample(structure: str, output: str, settings: SampleSettings, model: Optiona
                            "sample_temperature_K": settings.temperature_K, "sample_seed": settings.seed})
         spread = None
         if committee is not None:
-            from ..committee import force_disagreement
-
-            spread = float(force_disagreement(committee, [atoms])[0])
+            spread = float(force_disagreement(judge, [atoms])[0])
             atoms.info["committee_force_std"] = spread
         append_frame(output, atoms)
         with open(checkpoint_path + ".tmp", "wb") as handle:
