@@ -106,10 +106,15 @@ def nvt(committee, picoseconds=20.0, timestep_fs=0.5, interval=100, chunk_ps=2.0
     integrator.setRandomNumberSeed(5)
     simulation = app.Simulation(pdb.topology, system, integrator, openmm.Platform.getPlatformByName("CPU"),
                                 {"Threads": str(threads)} if threads else {})
-    log = {"chunks": [], "spread": [], "temperature_K": []}
+    from equiforce.hashing import file_sha256
+
+    log = {"model_sha256": file_sha256(committee), "chunks": [], "spread": [], "temperature_K": []}
+    earlier = None
     if os.path.exists(log_path) and os.path.exists(checkpoint):
         with open(log_path) as handle:
-            log = json.load(handle)
+            earlier = json.load(handle)
+    if earlier is not None and earlier.get("model_sha256") == log["model_sha256"]:  # continue the same model's run
+        log = earlier
         simulation.loadCheckpoint(checkpoint)
     else:
         # Start from the last 300 K classical frame the loop sampled (liquid, not the lattice).
