@@ -86,6 +86,24 @@ def spread_and_errors(committee, files):
             "force_mae_meV_per_A": errors["force_mae"]}
 
 
+def round_by_round(last):
+    """RMSE of each round's committee on each round's held-out frames: a committee meets the frames the next round
+    picked before it is trained on them."""
+    from equiforce.evaluate import evaluate_model
+
+    table = {}
+    for c in range(last + 1):
+        row = {}
+        for h in range(last + 1):
+            errors = evaluate_model(os.path.join(WORK, f"round{c}", "committee.pt"),
+                                    [os.path.join(WORK, f"round{h}", "heldout.extxyz")])
+            row[f"held-out of round {h}"] = {"frames": errors["frames"],
+                                             "energy_rmse_meV_per_atom": errors["energy_rmse"],
+                                             "force_rmse_meV_per_A": errors["force_rmse"]}
+        table[f"committee of round {c}"] = row
+    return table
+
+
 def nvt(committee, picoseconds=20.0, timestep_fs=0.5, interval=100, chunk_ps=2.0, threads=None):
     """Langevin NVT at 300 K under the committee's mean potential, resumable in chunks of ``chunk_ps``."""
     import torch
@@ -169,6 +187,7 @@ def main(argv=None):
         {"held_out_force_rmse_meV_per_A": r["errors"]["force_rmse"],
          "held_out_energy_rmse_meV_per_atom": r["errors"]["energy_rmse"]} for r in record["rounds"]]}
     result["held_out"] = spread_and_errors(committee, held_out)
+    result["round_by_round"] = round_by_round(last)
     result["far"] = {name: spread_and_errors(committee, [path]) for name, path in far_sets(args.workers).items()}
     log = nvt(committee, picoseconds=args.nvt_ps, threads=args.threads)
     kj_nm_per_ev_a = KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM
@@ -176,6 +195,9 @@ def main(argv=None):
     temperatures = np.array(log["temperature_K"])
     result["nvt"] = {"picoseconds": sum(c["ps"] for c in log["chunks"]), "timestep_fs": 0.5, "temperature_set_K": 300,
                      "temperature_mean_K": float(temperatures.mean()), "temperature_std_K": float(temperatures.std()),
+                     # the start is a classical frame: relaxing into the model's geometry heats it for ~3 ps
+                     "temperature_after_5ps_mean_K": float(temperatures[len(temperatures) // 4:].mean()),
+                     "temperature_after_5ps_std_K": float(temperatures[len(temperatures) // 4:].std()),
                      "ms_per_step": float(np.median([c["ms_per_step"] for c in log["chunks"]])),
                      "force_spread_eV_per_A": {"median": float(np.median(spread_ev_a)),
                                                "max": float(spread_ev_a.max())}}
