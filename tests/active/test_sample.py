@@ -131,3 +131,16 @@ def test_committee_spread_is_recorded_and_stops_the_run(tmp_path):
     assert again["stopped"] == record["stopped"] and len(read_frames(out)) == 1
     with pytest.raises(ValueError, match="needs a committee"):
         sample(start, str(tmp_path / "d.extxyz"), settings, forcefield=["amber14/tip3pfb.xml"], stop_spread=1.0)
+
+
+def test_command_line_sample_and_learn_errors(tmp_path, capsys):
+    from equiforce.cli import main
+
+    out = str(tmp_path / "c.extxyz")
+    assert main(["sample", START, "-o", out, "--forcefield", "amber14/tip3pfb.xml", "--frames", "2", "--every", "10",
+                 "--equilibration-steps", "0", "--platform", "Reference", "--no-progress"]) == 0
+    assert len(read_frames(out)) == 2 and "wrote 2 frames" in capsys.readouterr().out
+    bad = tmp_path / "learn.yaml"
+    bad.write_text("workdir: w\nstructure: s.pdb\n")  # neither a force field nor labelled frames
+    assert main(["learn", str(bad)]) == 2
+    assert "exactly one of 'forcefield'" in capsys.readouterr().err
