@@ -24,6 +24,8 @@ _notice_filter = _HideSimtkNotice()
 logging.getLogger().addFilter(_notice_filter)
 try:
     import openmmtorch
+except ImportError:  # a torch other than openmm-torch's (2.9.1): AOTI packages still run, see docs/aoti.md
+    openmmtorch = None
 finally:
     logging.getLogger().removeFilter(_notice_filter)
 
@@ -131,7 +133,7 @@ def create_force(
     cuda_graphs: bool = False,
     force_group: int = 0,
     max_pairs: Optional[int] = None,
-) -> openmmtorch.TorchForce:
+) -> "openmmtorch.TorchForce":
     """An OpenMM force computing the equiforce model's energy (kJ/mol) and forces (kJ/mol/nm).
 
     Parameters
@@ -193,6 +195,10 @@ RECIPES: Dict[str, ForceRecipe] = {}
 
 
 def _torch_force(module: torch.jit.ScriptModule, recipe: ForceRecipe) -> "openmmtorch.TorchForce":
+    if openmmtorch is None:
+        raise ImportError(f"openmmtorch is not installed here (torch {torch.__version__}); a TorchForce of "
+                          f"{recipe.model_file} needs it. Without it, export an AOTInductor package (equiforce export "
+                          f"--format aoti) and run it through openmm.PythonForce (docs/aoti.md)")
     subset = None if recipe.atoms is None else torch.tensor(recipe.atoms, dtype=torch.long)
     species = torch.tensor(recipe.species, dtype=torch.long)
     wrapper = torch.jit.script(OpenMMEnergy(module, species, subset, recipe.periodic, recipe.max_pairs))
