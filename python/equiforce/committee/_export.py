@@ -7,10 +7,10 @@ import torch
 from e3nn.util.jit import script
 
 from ..checkpoint import model_from_checkpoint
+from ..export._export import set_export_options
 from ..export._metadata import DTYPES, build_metadata, save_model_file
 from ..hashing import file_sha256
-from ..nn import (DEFAULT_KNOTS, EquivariantPotential, knot_spacing, set_fused_convolution, set_radial_table,
-                  set_self_interaction_matrix)
+from ..nn import DEFAULT_KNOTS, EquivariantPotential, knot_spacing
 from ._potential import CommitteePotential
 
 #: ``metadata["architecture"]`` of a committee file. It differs from a single model's ``"equiforce"``, so that code
@@ -79,14 +79,12 @@ def _deployed_network(model: EquivariantPotential, dtype: torch.dtype, fused_con
     state = {name: value for name, value in model.state_dict().items() if not name.startswith("heads.")}
     deployed.load_state_dict(state)
     deployed = deployed.eval()
-    set_fused_convolution(deployed, fused_convolution)
-    table_error = None
-    if radial_table_knots is not None:
-        table_error = set_radial_table(deployed, int(radial_table_knots))
-    matrix_error = set_self_interaction_matrix(deployed, True) if self_interaction_matrix else None
+    radial_table, matrices = set_export_options(deployed, fused_convolution, radial_table_knots,
+                                                self_interaction_matrix)
     for parameter in deployed.parameters():
         parameter.requires_grad_(False)
-    return deployed.network, table_error, matrix_error
+    return (deployed.network, None if radial_table is None else radial_table["max_relative_error"],
+            None if matrices is None else matrices["max_relative_error"])
 
 
 def export_committee(

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops as _native_ops  # noqa: F401  (registers torch.ops.equiforce.*)
-from ..nn import (DEFAULT_KNOTS, EquivariantPotential, ModelConfig, knot_spacing, set_fused_convolution,
-                  set_radial_table, set_self_interaction_matrix)
+from ..nn import DEFAULT_KNOTS, EquivariantPotential, ModelConfig
+from ._export import set_export_options
 from ._fake_ops import traceable_native_ops  # also registers the ops a package calls (equiforce_export::*)
 from ._metadata import DTYPES, METADATA_FILE, OWN_ARCHITECTURE, ModelFileError, build_metadata, content_sha256, \
     read_metadata
@@ -164,16 +164,8 @@ def export_aoti(
     torch_dtype = DTYPES[dtype]
     state = {name: value for name, value in model.state_dict().items() if not name.startswith("heads.")}
     deployed = eager_network(model.config, state, torch_dtype)
-    set_fused_convolution(deployed, fused_convolution)
-    radial_table = None
-    if radial_table_knots is not None:
-        error = set_radial_table(deployed, int(radial_table_knots))  # from the weights in the package's dtype
-        radial_table = {"knots": int(radial_table_knots),
-                        "spacing_angstrom": knot_spacing(model.config.cutoff, int(radial_table_knots)),
-                        "max_relative_error": error}
-    matrices = None
-    if self_interaction_matrix:
-        matrices = {"max_relative_error": set_self_interaction_matrix(deployed, True)}
+    radial_table, matrices = set_export_options(deployed, fused_convolution, radial_table_knots,
+                                                self_interaction_matrix)
     graph = EnergyAndForces(deployed)
     sample = sample_graph(model.config, torch_dtype)
     start = time.perf_counter()

@@ -54,16 +54,8 @@ def export_model(
         state = {name: value for name, value in state.items() if not name.startswith("heads.")}
     deployed.load_state_dict(state)
     deployed = deployed.eval()
-    set_fused_convolution(deployed, fused_convolution)
-    radial_table = None
-    if radial_table_knots is not None:
-        error = set_radial_table(deployed, int(radial_table_knots))  # from the weights in the file's dtype
-        radial_table = {"knots": int(radial_table_knots),
-                        "spacing_angstrom": knot_spacing(model.config.cutoff, int(radial_table_knots)),
-                        "max_relative_error": error}
-    matrices = None
-    if self_interaction_matrix:
-        matrices = {"max_relative_error": set_self_interaction_matrix(deployed, True)}
+    radial_table, matrices = set_export_options(deployed, fused_convolution, radial_table_knots,
+                                                self_interaction_matrix)
     for parameter in deployed.parameters():
         parameter.requires_grad_(False)
     compiled = script(deployed)
@@ -71,6 +63,28 @@ def export_model(
     if properties:
         metadata["outputs"] = ["energy"] + list(model.config.heads)
     return save_model_file(compiled, path, metadata)
+
+
+def set_export_options(
+    deployed: EquivariantPotential, fused_convolution: bool, radial_table_knots: Optional[int],
+    self_interaction_matrix: bool,
+) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
+    """Set the code paths of an exported file on ``deployed`` (already in the file's dtype, with its weights):
+    the fused convolution, radial tables on ``radial_table_knots`` knots (None: off) and self-interaction
+    matrices. Returns the metadata records of the last two, ``radial_table`` (knots, spacing in Å, largest
+    interpolation error relative to the largest weight) and ``self_interaction_matrix`` (largest relative
+    deviation from e3nn), each None when off. Shared by :func:`export_model`, the AOTI export and committees."""
+    set_fused_convolution(deployed, fused_convolution)
+    radial_table = None
+    if radial_table_knots is not None:
+        error = set_radial_table(deployed, int(radial_table_knots))  # from the weights in the file's dtype
+        radial_table = {"knots": int(radial_table_knots),
+                        "spacing_angstrom": knot_spacing(deployed.config.cutoff, int(radial_table_knots)),
+                        "max_relative_error": error}
+    matrices = None
+    if self_interaction_matrix:
+        matrices = {"max_relative_error": set_self_interaction_matrix(deployed, True)}
+    return radial_table, matrices
 
 
 def model_dtype(module: torch.nn.Module) -> torch.dtype:
