@@ -49,6 +49,7 @@ __all__ = [
     "neighbor_list",
     "neighbor_list_with_shifts",
     "neighbor_list_fixed",
+    "padded_neighbor_list",
     "check_overflow",
     "library_path",
 ]
@@ -149,6 +150,22 @@ def neighbor_list_fixed(
         positions, cutoff, max_pairs, box, False
     )
     return pairs, vectors, num_pairs, overflow
+
+
+def padded_neighbor_list(positions: Tensor, cutoff: float, max_pairs: int, box: Optional[Tensor],
+                         padding_distance: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """:func:`neighbor_list_fixed` ready for a model: (pairs [2, max_pairs], vectors [max_pairs, 3], overflow []).
+
+    Padding columns become the pair (0, 0) with the vector (``padding_distance``, 0, 0): at or beyond the
+    cutoff, where a model's radial functions vanish, so padding contributes exactly nothing and the shapes stay
+    static (CUDA graphs). ``overflow`` as in :func:`neighbor_list_fixed`: the caller turns its result into NaN.
+    Scriptable; the models' ``forward(..., max_pairs > 0)`` use it.
+    """
+    pairs, vectors, _, _, overflow = torch.ops.equiforce.neighbor_list_fixed(positions, cutoff, max_pairs, box, False)
+    valid = (pairs[0] >= 0).unsqueeze(1)  # [max_pairs, 1]
+    outside = torch.zeros_like(vectors)
+    outside[:, 0] = padding_distance
+    return pairs.clamp(min=0), torch.where(valid, vectors, outside), overflow
 
 
 def check_overflow(num_pairs: Tensor, overflow: Tensor, max_pairs: int) -> None:

@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .. import ops as _native_ops  # noqa: F401  (registers torch.ops.equiforce.*)
+from ..ops import padded_neighbor_list  # (importing ops registers torch.ops.equiforce.*)
 
 
 class CommitteePotential(nn.Module):
@@ -43,14 +43,7 @@ class CommitteePotential(nn.Module):
         ``max_pairs > 0``: the fixed-capacity list, its padding edges placed beyond the cutoff (contributing
         exactly nothing, as in ``EquivariantPotential.forward``)."""
         if max_pairs > 0:
-            edge_index, vectors, _, _, overflow = torch.ops.equiforce.neighbor_list_fixed(
-                positions, self.cutoff, max_pairs, cell, False
-            )
-            valid = (edge_index[0] >= 0).unsqueeze(1)  # [max_pairs, 1]
-            outside = torch.zeros_like(vectors)
-            outside[:, 0] = 2.0 * self.cutoff
-            vectors = torch.where(valid, vectors, outside)  # [max_pairs, 3]
-            return edge_index.clamp(min=0), vectors, overflow
+            return padded_neighbor_list(positions, self.cutoff, max_pairs, cell, 2.0 * self.cutoff)
         edge_index, vectors, _ = torch.ops.equiforce.neighbor_list(positions, self.cutoff, cell, False)
         return edge_index, vectors, torch.zeros((), dtype=torch.bool, device=positions.device)
 

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .. import ops as _native_ops  # noqa: F401  (registers torch.ops.equiforce.*)
+from ..ops import padded_neighbor_list  # (importing ops registers torch.ops.equiforce.*)
 
 
 class GraphPotential(nn.Module):
@@ -45,15 +45,9 @@ class GraphPotential(nn.Module):
         gives NaN, never a truncated sum.
         """
         types = self.type_of_species.index_select(0, species)  # [N]
-        if max_pairs > 0:
-            edge_index, vectors, _, _, overflow = torch.ops.equiforce.neighbor_list_fixed(
-                positions, self.cutoff, max_pairs, cell, False
-            )
-            valid = (edge_index[0] >= 0).unsqueeze(1)  # [max_pairs, 1]
-            outside = torch.zeros_like(vectors)
-            outside[:, 0] = self.cutoff
-            vectors = torch.where(valid, vectors, outside)  # [max_pairs, 3] Å; padding at exactly the cutoff
-            energy = self.network(types, edge_index.clamp(min=0), vectors)
+        if max_pairs > 0:  # padding at exactly the cutoff (the imported networks' radial functions vanish there)
+            edge_index, vectors, overflow = padded_neighbor_list(positions, self.cutoff, max_pairs, cell, self.cutoff)
+            energy = self.network(types, edge_index, vectors)
             return torch.where(overflow, torch.full_like(energy, float("nan")), energy)
         edge_index, vectors, _ = torch.ops.equiforce.neighbor_list(positions, self.cutoff, cell, False)
         return self.network(types, edge_index, vectors)  # eV

@@ -5,7 +5,7 @@ import torch
 from e3nn import o3
 from torch import Tensor, nn
 
-from .. import ops as _native_ops  # noqa: F401  (registers torch.ops.equiforce.*)
+from ..ops import padded_neighbor_list  # (importing ops registers torch.ops.equiforce.*)
 from ..neighbors import edge_vectors, neighbor_list
 from ._config import ModelConfig
 from ._interaction import Interaction
@@ -165,14 +165,9 @@ class EquivariantPotential(nn.Module):
         truncated sum.
         """
         if max_pairs > 0:
-            edge_index, vectors, _, _, overflow = torch.ops.equiforce.neighbor_list_fixed(
-                positions, self.cutoff, max_pairs, cell, False
-            )
-            valid = (edge_index[0] >= 0).unsqueeze(1)  # [max_pairs, 1]
-            outside = torch.zeros_like(vectors)
-            outside[:, 0] = 2.0 * self.cutoff
-            vectors = torch.where(valid, vectors, outside)  # [max_pairs, 3]
-            energy = self.network(positions, species, edge_index.clamp(min=0), vectors).sum()
+            edge_index, vectors, overflow = padded_neighbor_list(positions, self.cutoff, max_pairs, cell,
+                                                                 2.0 * self.cutoff)
+            energy = self.network(positions, species, edge_index, vectors).sum()
             return torch.where(overflow, torch.full_like(energy, float("nan")), energy)
         if self.native_neighbors:
             edge_index, vectors, _ = torch.ops.equiforce.neighbor_list(positions, self.cutoff, cell, False)
