@@ -275,12 +275,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if record.get("stopped"):
         print(f"stopped early at {record['stopped']}")
     if args.committee:
-        from .active import select_by_disagreement
+        from .active import DISAGREEMENT_KEY, select_by_disagreement
         from .active._frames import read_frames, write_frames
-        from .committee import force_disagreement
 
-        frames = read_frames(args.output)
-        chosen, summary = select_by_disagreement(frames, force_disagreement(args.committee, frames), args.select,
+        frames = read_frames(args.output)  # each with its spread under the committee, stored by sample()
+        chosen, summary = select_by_disagreement(frames, [a.info[DISAGREEMENT_KEY] for a in frames], args.select,
                                                  args.ceiling)
         selected = args.selected or args.output.rsplit(".", 1)[0] + ".selected.extxyz"
         write_frames(selected, chosen)

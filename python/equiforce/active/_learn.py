@@ -20,7 +20,7 @@ import openmm
 
 from ._frames import read_frames, write_frames
 from ._sample import SampleSettings, sample
-from ._select import select_by_disagreement
+from ._select import DISAGREEMENT_KEY, select_by_disagreement
 
 #: Frame ``info`` key recording the round a labelled frame came from.
 ROUND_KEY = "learn_round"
@@ -145,7 +145,7 @@ class LearningLoop:
         self.log = log
         os.makedirs(config.workdir, exist_ok=True)
         self.record_path = os.path.join(config.workdir, "learn.json")
-        self.record: Dict[str, Any] = {"config": {k: v for k, v in dataclasses.asdict(config).items()},
+        self.record: Dict[str, Any] = {"config": dataclasses.asdict(config),
                                        "rounds": []}
         if os.path.exists(self.record_path):
             with open(self.record_path) as handle:
@@ -177,6 +177,7 @@ class LearningLoop:
             source = ({"forcefield": self.config.forcefield} if r == 0 else
                       {"model": self.committee_file(r - 1), "committee": self.committee_file(r - 1),
                        "stop_spread": plan.ceiling, "start_frame": self.start_frame(temperature)})
+            failure = None
             try:
                 sample(self.config.structure, output, settings, progress=self.progress, **source)
             except (RuntimeError, openmm.OpenMMException) as error:
@@ -184,11 +185,14 @@ class LearningLoop:
                 # most needs labels for (frames far beyond it are passed over by the selection's ceiling).
                 if r == 0:
                     raise
-                self.log(f"round {r}: sampling at {float(temperature):g} K stopped early ({error}); "
-                         f"{len(read_frames(output))} candidate frames kept")
-                self.failed_runs.append({"temperature_K": float(temperature), "error": str(error)[:500],
-                                         "frames_kept": len(read_frames(output))})
-            frames.extend(read_frames(output))
+                failure = str(error)
+            run_frames = read_frames(output)
+            if failure is not None:
+                self.log(f"round {r}: sampling at {float(temperature):g} K stopped early ({failure}); "
+                         f"{len(run_frames)} candidate frames kept")
+                self.failed_runs.append({"temperature_K": float(temperature), "error": failure[:500],
+                                         "frames_kept": len(run_frames)})
+            frames.extend(run_frames)
         return frames
 
     def start_frame(self, temperature_K: float) -> str:
@@ -209,9 +213,8 @@ class LearningLoop:
         candidates = self.sample_candidates(r)
         summary: Dict[str, Any] = {"candidates": len(candidates)}
         if r > 0:
-            from ..committee import force_disagreement
-
-            spread = force_disagreement(self.committee_file(r - 1), candidates)
+            # The sampler stored each frame's spread under the round before's committee (see sample()).
+            spread = [atoms.info[DISAGREEMENT_KEY] for atoms in candidates]
             candidates, summary = select_by_disagreement(candidates, spread, self.config.sample_plan.select,
                                                          self.config.sample_plan.ceiling)
             if not candidates:
@@ -297,7 +300,7 @@ class LearningLoop:
         from ..checkpoint import load_checkpoint
 
         cutoff = float(load_checkpoint(os.path.join(self.round_dir(r), "member0", "best.ckpt"))["config"]["cutoff"])
-        structures = read_structures([f for f in self.training_files(r) if read_frames(f)])
+        structures = read_structures([f for f in self.training_files(r) if os.path.getsize(f) > 0])
         radii = repulsion_radii_from_structures(structures, self.config.wall_margin)
         # A pair never seen closer than the cutoff gets no wall: the model cannot tell it from a far pair anyway.
         return {"repulsion_radii": {pair: radius for pair, radius in radii.items() if radius < cutoff},
@@ -308,9 +311,9 @@ class LearningLoop:
         from ..committee import force_disagreement
         from ..evaluate import evaluate_model
 
-        files = [f for f in self.held_out_files(r) if read_frames(f)]
-        errors = evaluate_model(self.committee_file(r), files)
-        held = [a for f in files for a in read_frames(f)]
+        held_by_file = {f: read_frames(f) for f in self.held_out_files(r)}
+        errors = evaluate_model(self.committee_file(r), [f for f, frames in held_by_file.items() if frames])
+        held = [a for frames in held_by_file.values() for a in frames]
         spread = force_disagreement(self.committee_file(r), held)
         return {"held_out_frames": len(held), "errors": errors,
                 "held_out_spread_eV_per_A": {"median": float(_median(spread)), "max": float(max(spread))}}

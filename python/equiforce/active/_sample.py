@@ -15,6 +15,7 @@ from openmm import app, unit
 
 from ..hashing import file_sha256
 from ._frames import append_frame, keep_frames, state_to_atoms, topology_symbols
+from ._select import DISAGREEMENT_KEY
 
 
 @dataclasses.dataclass
@@ -98,7 +99,7 @@ def sample(structure: str, output: str, settings: SampleSettings, model: Optiona
     """Run Langevin NVT from ``structure`` and append ``settings.frames`` frames (Å, no labels) to ``output``.
 
     With a ``committee`` file, each frame also gets the committee's largest per-atom force spread (eV/Å) in
-    ``info["committee_force_std"]``, and with ``stop_spread`` (eV/Å) the run stops after the first frame whose
+    ``info[DISAGREEMENT_KEY]`` (``"committee_force_std"``, what the selection ranks by), and with ``stop_spread`` (eV/Å) the run stops after the first frame whose
     spread exceeds it: the MD has left what the models know, and what follows would be further from the data
     still (the record says where it stopped; a rerun does not continue it).
 
@@ -172,7 +173,7 @@ def sample(structure: str, output: str, settings: SampleSettings, model: Optiona
         spread = None
         if committee is not None:
             spread = float(force_disagreement(judge, [atoms])[0])
-            atoms.info["committee_force_std"] = spread
+            atoms.info[DISAGREEMENT_KEY] = spread
         append_frame(output, atoms)
         with open(checkpoint_path + ".tmp", "wb") as handle:
             handle.write(context.createCheckpoint())
