@@ -366,17 +366,23 @@ class Trainer:
             )
         return result
 
-    def _backward(self, batch, metrics: ErrorMetrics, head_metrics: PropertyMetrics) -> None:
-        """Back-propagate the loss of a whole batch (one process) and add the batch to the epoch's metrics."""
+    def _backward(self, batch, metrics: ErrorMetrics, head_metrics: PropertyMetrics,
+                  counts: Optional[List[float]] = None) -> None:
+        """Back-propagate the loss of ``batch`` and add the batch to the epoch's metrics.
+
+        ``counts``: None for a whole batch (one process); with several processes, the global batch's frames,
+        force components and labelled head components, which normalise this process's share of the loss."""
         config = self.config
+        frames, components = (None, None) if counts is None else (counts[0], counts[1])
         if self.labelled_heads:
             energy, forces, outputs = predict_properties(self.model, batch, create_graph=True)
-            loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight)
-            loss = loss + property_loss(outputs, batch, self.head_weights)
+            loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight, frames, components)
+            head_counts = None if counts is None else {h: max(c, 1.0) for h, c in zip(self.labelled_heads, counts[2:])}
+            loss = loss + property_loss(outputs, batch, self.head_weights, head_counts)
             head_metrics.update(outputs, batch)
         else:
             energy, forces = predict(self.model, batch, create_graph=True)  # [B] eV, [N, 3] eV/Å
-            loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight)
+            loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight, frames, components)
         loss.backward()
         metrics.update(energy, forces, batch)
 
@@ -394,7 +400,6 @@ class Trainer:
         """Back-propagate this process's share of the global-batch loss: its sums divided by the global counts of
         frames, force components and labelled head components (all-reduced), so that the processes' gradients add
         up to the gradient of the whole batch. A process without frames takes part in the counts only."""
-        config = self.config
         heads = self.labelled_heads
         if batch is None:
             local = [0.0, 0.0] + [0.0] * len(heads)
@@ -402,19 +407,8 @@ class Trainer:
             labelled = labelled_components(batch, heads)
             local = [float(batch.num_graphs), float(3 * batch.positions.shape[0])] + [float(labelled[h]) for h in heads]
         counts = global_counts(local, self.distributed, self.device)  # frames, force components, head components
-        if batch is None:
-            return
-        if heads:
-            energy, forces, outputs = predict_properties(self.model, batch, create_graph=True)
-            loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight, counts[0], counts[1])
-            head_counts = {h: max(c, 1.0) for h, c in zip(heads, counts[2:])}
-            loss = loss + property_loss(outputs, batch, self.head_weights, head_counts)
-            head_metrics.update(outputs, batch)
-        else:
-            energy, forces = predict(self.model, batch, create_graph=True)  # [B] eV, [N, 3] eV/Å
-            loss = weighted_loss(energy, forces, batch, config.energy_weight, config.force_weight, counts[0], counts[1])
-        loss.backward()
-        metrics.update(energy, forces, batch)
+        if batch is not None:
+            self._backward(batch, metrics, head_metrics, counts)
 
     def _sum_over_processes(self, metrics: ErrorMetrics, head_metrics: PropertyMetrics) -> None:
         """Replace each process's metric sums by their sums over the processes (one all-reduce)."""
