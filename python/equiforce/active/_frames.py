@@ -9,6 +9,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
+from .._files import append_record, frame_text, write_atomic
 from ..units import nm_to_angstrom
 
 
@@ -34,20 +35,11 @@ def state_to_atoms(symbols: List[str], state: openmm.State, periodic: bool) -> a
     return atoms
 
 
-def frame_text(atoms: ase.Atoms) -> str:
-    """One frame in extended XYZ, as the text that is appended to a file."""
-    buffer = io.StringIO()
-    ase.io.write(buffer, atoms, format="extxyz")
-    return buffer.getvalue()
-
-
 def append_frame(path: str, atoms: ase.Atoms) -> None:
     """Append one frame with a single write, flushed to disk, so a crash leaves whole frames only (at worst a
     partial last one, which :func:`keep_frames` cuts off)."""
-    with open(path, "a") as handle:
-        handle.write(frame_text(atoms))
-        handle.flush()
-        os.fsync(handle.fileno())
+    with open(path, "ab") as handle:
+        append_record(handle, frame_text(atoms))
 
 
 def read_frames(path: str) -> List[ase.Atoms]:
@@ -59,13 +51,7 @@ def read_frames(path: str) -> List[ase.Atoms]:
 
 def write_frames(path: str, frames: List[ase.Atoms]) -> None:
     """Write ``frames`` to ``path`` atomically (a temporary file renamed over it)."""
-    temporary = path + ".tmp"
-    with open(temporary, "w") as handle:
-        for atoms in frames:
-            handle.write(frame_text(atoms))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_atomic(path, "".join(frame_text(atoms) for atoms in frames))
 
 
 def keep_frames(path: str, count: int) -> None:

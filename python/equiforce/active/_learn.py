@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 
 import openmm
 
+from .._files import write_json
 from ._frames import read_frames, write_frames
 from ._sample import SampleSettings, sample
 from ._select import DISAGREEMENT_KEY, select_by_disagreement
@@ -227,7 +228,7 @@ class LearningLoop:
             summary["sampling_stopped_early"] = self.failed_runs
         for atoms in candidates:
             atoms.info[ROUND_KEY] = r
-        _write_json(os.path.join(self.round_dir(r), "selection.json"), summary)
+        write_json(os.path.join(self.round_dir(r), "selection.json"), summary)
         write_frames(path, candidates)
         return path
 
@@ -334,7 +335,7 @@ class LearningLoop:
                     with open(selection) as handle:
                         entry["selection"] = json.load(handle)
                 self.record["rounds"] = self.record["rounds"][:r] + [entry]
-                _write_json(self.record_path, self.record)
+                write_json(self.record_path, self.record)
             rmse = entry["errors"]["force_rmse"] / 1000.0  # meV/Å -> eV/Å
             self.log(f"round {r}: {entry['training_frames']} training frames; held-out force RMSE {rmse:.4f} eV/Å, "
                      f"energy RMSE {entry['errors']['energy_rmse']:.2f} meV/atom; committee spread median "
@@ -345,7 +346,7 @@ class LearningLoop:
         else:
             self.record["stopped"] = f"all {config.rounds} active rounds done"
         self.record["model"] = self.committee_file(len(self.record["rounds"]) - 1)
-        _write_json(self.record_path, self.record)
+        write_json(self.record_path, self.record)
         self.log(f"{self.record['stopped']}; committee file {self.record['model']}")
         return self.record
 
@@ -360,8 +361,3 @@ def _median(values) -> float:
 
     return float(np.median(np.asarray(values)))
 
-
-def _write_json(path: str, data: Dict) -> None:
-    with open(path + ".tmp", "w") as handle:
-        json.dump(data, handle, indent=1, default=str)
-    os.replace(path + ".tmp", path)

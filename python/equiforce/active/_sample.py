@@ -13,6 +13,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
+from .._files import write_atomic, write_json
 from ..hashing import file_sha256
 from ._frames import append_frame, keep_frames, state_to_atoms, topology_symbols
 from ._select import DISAGREEMENT_KEY
@@ -175,14 +176,12 @@ def sample(structure: str, output: str, settings: SampleSettings, model: Optiona
             spread = float(force_disagreement(judge, [atoms])[0])
             atoms.info[DISAGREEMENT_KEY] = spread
         append_frame(output, atoms)
-        with open(checkpoint_path + ".tmp", "wb") as handle:
-            handle.write(context.createCheckpoint())
-        os.replace(checkpoint_path + ".tmp", checkpoint_path)
+        write_atomic(checkpoint_path, context.createCheckpoint())
         record["frames_written"] = k + 1
         if stop_spread is not None and spread is not None and not spread <= stop_spread:
             record["stopped"] = (f"frame {k} (step {step}): committee force spread {spread:.3g} eV/Å above "
                                  f"{stop_spread:g}")
-        _write_json(record_path, record)
+        write_json(record_path, record)
         bar.update(1)
         if record.get("stopped"):
             break
@@ -216,11 +215,6 @@ def _resume(record: Dict, record_path: str, checkpoint_path: str, output: str, c
         record["stopped"] = earlier["stopped"]
     return done
 
-
-def _write_json(path: str, data: Dict) -> None:
-    with open(path + ".tmp", "w") as handle:
-        json.dump(data, handle, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 def _last_positions(path: str, symbols: List[str]):

@@ -4,11 +4,12 @@ Every write that a crash could interrupt is either one ``write`` + ``flush`` + `
 end of a file (a killed run leaves at most one incomplete last record, which :func:`scan_output` cuts off) or a
 temporary file moved into place with ``os.replace``.
 """
-import io
 import json
 import os
 import re
 from typing import Dict, List, Tuple
+
+from .._files import append_record, frame_text, write_atomic  # noqa: F401  (used through this module)
 
 #: Key of ``atoms.info`` in every output frame: the frame's index in the input file.
 SOURCE_INDEX_KEY = "label_source_index"
@@ -24,32 +25,6 @@ def sidecar_path(output: str) -> str:
 def failures_path(output: str) -> str:
     """``OUTPUT.failures.jsonl``: one JSON line (``index``, ``error``, ``attempts``) per frame that failed."""
     return f"{output}.failures.jsonl"
-
-
-def append_record(handle, text: str) -> None:
-    """Append ``text`` to the open binary file ``handle`` in one write, then flush and fsync it."""
-    handle.write(text.encode())
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace ``path`` by ``data`` through a temporary file and ``os.replace`` (never half written)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def frame_text(atoms) -> str:
-    """One frame as extended XYZ text (energy, forces and dipole from its SinglePointCalculator)."""
-    from ase.io import write
-
-    buffer = io.StringIO()
-    write(buffer, atoms, format="extxyz")
-    return buffer.getvalue()
 
 
 def scan_output(path: str) -> List[Tuple[int, int, int]]:

@@ -22,18 +22,12 @@ import os
 import xml.etree.ElementTree as ElementTree
 import openmm
 
+from .._files import write_atomic
 from ._force import RECIPES, ForceRecipe, force_from_recipe
 
 #: Suffix of the JSON file written beside the XML.
 SIDECAR_SUFFIX = ".equiforce.json"
 SIDECAR_FORMAT = 1
-
-
-def _write_atomically(path: str, text: str) -> None:
-    temporary = path + ".partial"
-    with open(temporary, "w") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
 
 
 def save_system(system: openmm.System, path: str) -> None:
@@ -55,8 +49,8 @@ def save_system(system: openmm.System, path: str) -> None:
         forces.append({"index": index, "recipe": dataclasses.asdict(recipe)})
         container.remove(element)
     sidecar = {"format": SIDECAR_FORMAT, "xml": os.path.basename(path), "forces": forces}
-    _write_atomically(path, ElementTree.tostring(tree, encoding="unicode"))
-    _write_atomically(path + SIDECAR_SUFFIX, json.dumps(sidecar, indent=1))
+    write_atomic(path, ElementTree.tostring(tree, encoding="unicode"))
+    write_atomic(path + SIDECAR_SUFFIX, json.dumps(sidecar, indent=1))
 
 
 def load_system(path: str) -> openmm.System:

@@ -4,18 +4,13 @@ import json
 import os
 from typing import Any, Dict, List
 
-
-def _atomic_write(path: str, text: str) -> None:
-    temporary = path + ".tmp"
-    with open(temporary, "w") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
+from .._files import write_atomic, write_json  # noqa: F401  (write_json: the trainer's, through here)
 
 
 def write_history(directory: str, history: List[Dict[str, Any]]) -> None:
     """Write the rows of ``history`` (one dict per epoch, same keys) to ``directory``/history.{csv,json}."""
     os.makedirs(directory, exist_ok=True)
-    _atomic_write(os.path.join(directory, "history.json"), json.dumps(history, indent=1))
+    write_atomic(os.path.join(directory, "history.json"), json.dumps(history, indent=1))
     if not history:
         return
     columns = list(history[0])
@@ -28,10 +23,6 @@ def write_history(directory: str, history: List[Dict[str, Any]]) -> None:
     writer = csv.DictWriter(_Sink(), fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    _atomic_write(os.path.join(directory, "history.csv"), "".join(lines))
+    write_atomic(os.path.join(directory, "history.csv"), "".join(lines))
 
 
-def write_json(path: str, payload: Dict[str, Any]) -> None:
-    """Write ``payload`` as indented JSON, atomically."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    _atomic_write(path, json.dumps(payload, indent=1))
